@@ -1,0 +1,1 @@
+"""Evaluation: verification benchmarks, reports, plots and speed."""

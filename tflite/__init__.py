@@ -1,0 +1,1 @@
+"""Edge runtime: numpy + a TFLite interpreter, no TensorFlow."""

@@ -1,0 +1,1 @@
+"""Training programs: python -m training.arcface | training.triplet | training.distill."""
