@@ -4,8 +4,6 @@ Import is lazy: ``import tfface`` stays TensorFlow-free; creating :class:`MTCNND
 imports mtcnn and TensorFlow.
 """
 
-import os
-
 import numpy as np
 
 from tfface.core.detection import FaceDetector
@@ -24,8 +22,10 @@ class MTCNNDetector(FaceDetector):
 
     def __init__(self, steps_threshold=(0.6, 0.7, 0.8), device="CPU:0", **kwargs):
         super().__init__(**kwargs)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
+            from tfface.quiet import import_tensorflow
+
+            import_tensorflow()
             from mtcnn import MTCNN
         except ImportError as err:
             raise ModelError(

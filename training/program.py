@@ -1,0 +1,113 @@
+"""Plumbing shared by ``python -m training.arcface | triplet | distill``: argument parsing and
+error reporting, the backbone, the data pipeline as :class:`training.trainer.TrainData`, and
+the verification pairs.
+
+Keras is imported only after ``--backend`` is applied (see :func:`run_main`).
+"""
+
+import sys
+import traceback
+
+from tfface.errors import TFFaceError
+from training.config import apply_backend, build_parser, config_from_args
+
+
+def run_main(cls, prog, description, train, argv=None):
+    """Parse ``argv`` into ``cls``, select the backend, run ``train(cfg) -> int``.
+
+    Errors of the project (bad options, data, checkpoints) print one line
+    ``prog: error: ...`` and return 2; ``--debug`` shows the traceback.
+    """
+    parser = build_parser(cls, prog, description)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(cls, args)
+        apply_backend(cfg.backend)
+        return int(train(cfg) or 0)
+    except TFFaceError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def input_size(cfg, default=112):
+    return cfg.input_size or default
+
+
+def build_backbone(cfg, default_size=112):
+    """The configured backbone (``--backbone``, ``--embedding-size``, ``--input-size``)."""
+    from training.config import backbone_kwargs
+    from training.models import get_backbone
+
+    size = input_size(cfg, default_size)
+    try:
+        return get_backbone(cfg.backbone, embedding_size=cfg.embedding_size,
+                            input_shape=(size, size, 3), **backbone_kwargs(cfg))
+    except TypeError as err:
+        raise TFFaceError(f"--backbone-options do not fit {cfg.backbone}: {err}") from err
+    except ValueError as err:
+        if isinstance(err, TFFaceError):
+            raise
+        raise TFFaceError(f"--backbone {cfg.backbone}: {err}") from err
+
+
+def make_pipeline(cfg, source, image_size, sampler=None, targets=None, check=True):
+    """A :class:`training.data.pipeline.FacePipeline` with the config's batch size, seed,
+    augmentation (flip + light crop/colour jitter) and cache."""
+    from training.data.augment import AugmentConfig
+    from training.data.pipeline import FacePipeline
+
+    return FacePipeline(source, batch_size=cfg.batch_size, image_size=image_size, shuffle=True,
+                        seed=cfg.seed, augment=AugmentConfig() if cfg.augment else None,
+                        sampler=sampler, targets=targets, drop_remainder=True,
+                        cache=bool(cfg.cache), check=check)
+
+
+def train_data(pipeline, to_xy, info):
+    """Wrap a pipeline as :class:`training.trainer.TrainData`.
+
+    Args:
+        pipeline: FacePipeline.
+        to_xy: maps one batch tuple (images, labels[, targets]) to the ``(x, y)`` the model
+            trains on; must work on numpy arrays and on tf tensors.
+        info: data description for the model card.
+
+    The stream of each ``fit`` call starts at (epoch, skip) and does not end, so an epoch that
+    lost a batch to unreadable images still has its full number of steps.
+    """
+    import keras
+
+    from training.trainer import TrainData
+
+    def batches(epoch, skip):
+        if keras.backend.backend() == "tensorflow":
+            ds = pipeline.tf_dataset(epochs=None, start_epoch=epoch, start_batch=skip)
+            return ds.map(lambda *b: to_xy(*b))
+        return (to_xy(*b) for b in pipeline.numpy_batches(epochs=None, start_epoch=epoch,
+                                                            start_batch=skip))
+
+    info = {**info, "images": len(pipeline.source), "batch_size": pipeline.batch_size,
+            "augment": pipeline.augment.to_dict() if pipeline.augment.enabled else None}
+    return TrainData(pipeline.steps_per_epoch, batches, info, pipeline.skipped)
+
+
+def load_verification_pairs(cfg, size):
+    """(PairSet, uint8 crops (M, size, size, 3)) for ``--pairs``, or (None, None)."""
+    if not cfg.pairs:
+        return None, None
+    from eval.pairs import load_pairs
+    from training.callbacks import load_pair_images
+
+    pair_set = load_pairs(cfg.pairs, cfg.pairs_images)
+    return pair_set, load_pair_images(pair_set, size)
+
+
+def report(prog, result, model_path):
+    """One summary line on stderr at the end of a run."""
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics().items())
+    print(f"{prog}: trained to step {result.step} ({result.images_per_second:.1f} img/s); "
+          f"{metrics}; model: {model_path}", file=sys.stderr)
