@@ -82,12 +82,19 @@ def umeyama_similarity(src, dst):
     return m
 
 
-def alignment_matrix(landmarks, size=112):
-    """Matrix mapping a photo's 5 landmarks onto the template of a ``size`` crop."""
+def alignment_matrix(landmarks, size=112, template=None):
+    """Matrix mapping a photo's 5 landmarks onto the template of a ``size`` crop.
+
+    ``template`` (5x2, in pixels of the ``size`` crop) replaces the ArcFace template for models
+    trained on another geometry (e.g. dlib's face chips); their model cards carry it.
+    """
     lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
     if lm.shape != (5, 2):
         raise ValueError(f"expected 5 (x, y) landmarks; received shape {np.shape(landmarks)}")
-    return umeyama_similarity(lm, face_template(size))
+    dst = face_template(size) if template is None else np.asarray(template, np.float64)
+    if dst.shape != (5, 2):
+        raise ValueError(f"template must be 5 (x, y) points; received shape {dst.shape}")
+    return umeyama_similarity(lm, dst)
 
 
 def transform_points(matrix, points):
