@@ -58,11 +58,11 @@ def center_crop(rgb, size, fraction=0.6):
     """
     h, w = _as_hw(size)
     ih, iw = rgb.shape[:2]
-    side = max(1, int(round(min(ih, iw) * fraction)))
+    side = max(1, round(min(ih, iw) * fraction))
     y0, x0 = (ih - side) // 2, (iw - side) // 2
     crop = rgb[y0:y0 + side, x0:x0 + side]
     # Keep the template's aspect ratio (e.g. 112x96) by trimming the crop's width.
-    cw = max(1, int(round(side * w / h)))
+    cw = max(1, round(side * w / h))
     c0 = (side - cw) // 2 if cw <= side else 0
     crop = crop[:, c0:c0 + cw]
     interp = cv2.INTER_AREA if side > h else cv2.INTER_LINEAR
@@ -104,10 +104,12 @@ class AlignedCropCache:
             called only on the first cache miss, so a fully cached run never loads a detector.
             Default: :func:`tfface.detect.default_detector`.
         fallback_fraction: side of the fallback centre crop, as a fraction of the shorter side.
+        detector_name: names the detector and its settings in the cache key (default: the
+            factory's ``__name__``, or "mtcnn" for the default detector).
     """
 
     def __init__(self, cache_dir, size=112, policy="central", detector_factory=None,
-                 fallback_fraction=0.6):
+                 fallback_fraction=0.6, detector_name=None):
         if policy not in CACHE_POLICIES:
             raise ValueError(f"unknown policy {policy!r}; choose from {list(CACHE_POLICIES)}")
         if not 0.05 <= fallback_fraction <= 1.0:
@@ -118,8 +120,10 @@ class AlignedCropCache:
         self.fallback_fraction = float(fallback_fraction)
         self._factory = detector_factory
         self._detector = None
-        name = getattr(detector_factory, "__name__", "custom") if detector_factory else "mtcnn"
-        self._detector_tag = name
+        if detector_name is None:
+            detector_name = (getattr(detector_factory, "__name__", "custom")
+                             if detector_factory else "mtcnn")
+        self._detector_tag = str(detector_name)
 
     @property
     def detector(self):

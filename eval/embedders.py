@@ -208,14 +208,18 @@ def _tail(path, n=2):
     return "/".join(Path(path).parts[-n:])
 
 
-def lookup_embeddings(npz_path, keys, images_root=None, flip=False):
+def lookup_embeddings(npz_path, keys, images_root=None, flip=False, with_status=False):
     """Precomputed embeddings for ``keys`` from a ``.npz`` with ``path`` (str (M,)), ``emb``
     (float (M, D)) and, for flip, ``emb_flip`` — the format ``--save-embeddings`` writes and the
     teacher files use. A key matches a stored path exactly, relative to ``images_root``, or by
     its last two path parts (``Name/Name_0001.jpg``).
 
+    With ``with_status``, also the alignment status of each image: the stored ``status``
+    (written by ``--save-embeddings``), else from a ``detected`` flag (teacher files: 1
+    "detected", 0 "no_face"), else None.
+
     Returns:
-        (emb float32 (N, D), emb_flip or None).
+        (emb float32 (N, D), emb_flip or None[, statuses list of N str or None]).
     Raises:
         DataError: missing arrays, or images of the pairs without an embedding.
     """
@@ -227,6 +231,11 @@ def lookup_embeddings(npz_path, keys, images_root=None, flip=False):
             stored = [str(p) for p in z["path"]]
             emb = np.asarray(z["emb"], dtype=np.float32)
             emb_flip = np.asarray(z["emb_flip"], dtype=np.float32) if "emb_flip" in z else None
+            status = None
+            if "status" in z:
+                status = [str(s) for s in z["status"]]
+            elif "detected" in z:
+                status = ["detected" if d else "no_face" for d in z["detected"]]
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read embeddings {npz_path}: {err}") from err
     if emb.ndim != 2 or emb.shape[0] != len(stored):
@@ -249,4 +258,7 @@ def lookup_embeddings(npz_path, keys, images_root=None, flip=False):
         raise DataError(f"{npz_path}: no embedding for {len(missing)} of {len(keys)} images "
                         f"(first: {missing[0]})")
     idx = np.asarray(idx, dtype=np.int64)
-    return emb[idx], (emb_flip[idx] if flip else None)
+    out = emb[idx], (emb_flip[idx] if flip else None)
+    if with_status:
+        out += ([status[i] for i in idx] if status is not None else None,)
+    return out

@@ -10,7 +10,6 @@ builds nothing but bytes, lists, tuples, bools, numbers and numpy arrays of plai
 """
 
 import csv
-import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -212,6 +211,12 @@ def _checked_dtype(*args, **kwargs):
     return dt
 
 
+def _latin1_encode(text, encoding="latin1"):
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise DataError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 def _multiarray():
     try:
         from numpy._core import multiarray  # numpy >= 2
@@ -231,6 +236,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return np.ndarray
         if (module, name) == ("numpy", "dtype"):
             return _checked_dtype
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode  # protocol-2 pickles from Python 3 store bytes this way
         if name in ("_reconstruct", "scalar") and module in ("numpy.core.multiarray",
                                                               "numpy._core.multiarray"):
             return getattr(_multiarray(), name)
@@ -262,7 +269,7 @@ def load_bin(bin_path, name=None):
     bin_path = os.fspath(bin_path)
     try:
         with open(bin_path, "rb") as f:
-            data = RestrictedUnpickler(io.BufferedReader(f), encoding="bytes").load()
+            data = RestrictedUnpickler(f, encoding="bytes").load()
     except OSError as err:
         raise DataError(f"cannot read {bin_path}: {err.strerror}") from err
     except DataError as err:

@@ -52,7 +52,7 @@ def build_report(model, dataset, protocol, metrics, failures, alignment=None, ti
         plots: {name: file name} of the PNGs written, and skipped plots with reasons.
     """
     report = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "model": model,
         "dataset": dataset,
         "protocol": protocol,
@@ -84,10 +84,10 @@ def summary_lines(report):
     d = report["dataset"]
     f = report["failures"]
     lines = [
-        f"{d['name']}: {m['n_pairs']} pairs ({m['n_genuine']} genuine, {m['n_impostor']} "
-        f"impostor), {m['n_folds']} folds, model {os.path.basename(report['model']['path'])}",
-        f"  accuracy {100 * m['accuracy_mean']:.2f}% +- {100 * m['accuracy_std']:.2f}  "
-        f"(best threshold {m['best_threshold']:.4f}: {100 * m['best_accuracy']:.2f}%)",
+        (f"{d['name']}: {m['n_pairs']} pairs ({m['n_genuine']} genuine, {m['n_impostor']} "
+         f"impostor), {m['n_folds']} folds, model {os.path.basename(report['model']['path'])}"),
+        (f"  accuracy {100 * m['accuracy_mean']:.2f}% +- {100 * m['accuracy_std']:.2f}  "
+         f"(best threshold {m['best_threshold']:.4f}: {100 * m['best_accuracy']:.2f}%)"),
         f"  AUC {m['auc']:.4f}  EER {100 * m['eer']:.2f}%",
     ]
     tars = "  ".join(f"TAR@FAR={far}: {100 * v['tar']:.2f}%" for far, v in m["tar_at_far"].items())

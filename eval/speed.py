@@ -78,7 +78,7 @@ def format_table(results):
     head = f"{'model':<36} {'threads':>7} {'batch':>5} {'ms/face':>9} {'p90':>8} {'faces/s':>9}"
     rows = [head, "-" * len(head)]
     for r in results:
-        rows.append(f"{os.path.basename(r['model'])[:36]:<36} {str(r['threads']):>7} "
+        rows.append(f"{os.path.basename(r['model'])[:36]:<36} {r['threads']!s:>7} "
                     f"{r['batch_size']:>5} {r['latency_ms_median']:>9.2f} "
                     f"{r['latency_ms_p90']:>8.2f} {r['faces_per_s']:>9.1f}")
     return "\n".join(rows)

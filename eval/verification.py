@@ -119,7 +119,8 @@ def make_plots(out, ps, scores, emb, crops, m, args):
                 f"(threshold {t:.3f}, {len(sel)} shown)", caps)
     names = plots.select_identities(ids, 3, args.tsne_identities) if ids is not None else []
     if len(names) < 2:
-        why = "no identities known" if ids is None else "fewer than 2 identities with 3+ images"
+        why = ("no identities known" if ids is None else "--tsne-identities 0"
+               if args.tsne_identities == 0 else "fewer than 2 identities with 3+ images")
         done["tsne"] = done["identity_heatmap"] = f"skipped: {why}"
         return done
     rows = np.isin(np.asarray(ids), names)
@@ -135,6 +136,7 @@ def make_plots(out, ps, scores, emb, crops, m, args):
 def save_embeddings(path, ps, emb, emb_flip, statuses):
     """Raw embeddings (before normalisation) in the format :func:`embedders.lookup_embeddings`
     reads: path, emb, emb_flip (with --flip), identity, status."""
+    # "given": embeddings read from a file that recorded no alignment status.
     arrays = {"path": np.asarray(ps.keys), "emb": emb,
               "status": np.asarray(statuses if statuses is not None else ["given"] * len(emb))}
     if emb_flip is not None:
@@ -160,7 +162,8 @@ def evaluate(args):
 
     crops, statuses, align_info = None, None, None
     if kind == "npz":
-        emb, emb_flip = embedders.lookup_embeddings(args.model, ps.keys, args.images, args.flip)
+        emb, emb_flip, statuses = embedders.lookup_embeddings(
+            args.model, ps.keys, args.images, args.flip, with_status=True)
         model_info = {"path": os.path.abspath(args.model), "kind": "npz",
                       "dim": int(emb.shape[1])}
     else:
@@ -179,7 +182,7 @@ def evaluate(args):
     scores = np.sum(final[ps.left] * final[ps.right], axis=1).astype(np.float64)
     m = metrics.verification_metrics(scores, ps.issame, args.n_folds, ps.folds)
 
-    failed = [i for i, s in enumerate(statuses or []) if s != "detected"]
+    failed = [i for i, s in enumerate(statuses or []) if s not in ("detected", "given")]
     bad = np.zeros(len(ps.keys), bool)
     bad[failed] = True
     affected = bad[ps.left] | bad[ps.right]
@@ -246,7 +249,7 @@ def build_parser():
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--grid-pairs", type=int, default=16, help="pairs in each FP/FN grid")
     p.add_argument("--tsne-identities", type=int, default=20,
-                   help="identities (with 3+ images) in the t-SNE and heatmap")
+                   help="identities (with 3+ images) in the t-SNE and heatmap; 0 skips both")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -254,8 +257,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.grid_pairs < 0 or args.n_folds < 2:
-        print(f"{PROG}: error: --batch-size >= 1, --grid-pairs >= 0, --n-folds >= 2",
+    if (args.batch_size < 1 or args.grid_pairs < 0 or args.n_folds < 2
+            or args.tsne_identities < 0):
+        print(f"{PROG}: error: --batch-size >= 1, --grid-pairs >= 0, --n-folds >= 2 and "
+              "--tsne-identities >= 0 are required",
               file=sys.stderr)
         return 2
     try:

@@ -113,10 +113,13 @@ class FaceVerifier:
             self.detector = detector
         else:
             self.detector = make_detector(detector, num_threads=num_threads, min_score=min_score)
-        template = (card.get("alignment") or {}).get("template")
+        # The card's landmark positions (in crop pixels) say where the model expects the
+        # 5 points: the ArcFace template for our models, dlib's chip geometry for dlib's.
+        landmarks = (card.get("alignment") or {}).get("landmarks")
         self.aligner = FaceAligner(self.detector, size=self.embedder.input_size,
                                    policy="largest",
-                                   template=np.asarray(template) if template else None)
+                                   template=np.asarray(landmarks, np.float64) if landmarks
+                                   else None)
 
     @property
     def input_size(self):

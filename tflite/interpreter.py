@@ -4,7 +4,7 @@ The interpreter comes from the first of these that is installed:
 
 1. ``ai_edge_litert`` (the ``lite`` extra; Google's successor of tflite-runtime),
 2. ``tflite_runtime`` (older edge installs, e.g. a Raspberry Pi image),
-3. ``tensorflow.lite`` (last resort; imported inside :func:`interpreter_class` only, so
+3. ``tf.lite`` of TensorFlow (last resort; imported inside :func:`interpreter_class` only, so
    importing this module never loads TensorFlow).
 
 :class:`TFLiteModel` wraps one model: named signature, dynamic input shapes, and transparent
@@ -12,6 +12,7 @@ quantization of int8/uint8 inputs and outputs from each tensor's quantization pa
 """
 
 import importlib
+import numbers
 import os
 from pathlib import Path
 
@@ -19,11 +20,13 @@ import numpy as np
 
 from tfface.errors import ModelError
 
-# (module to import, attribute holding the Interpreter class), in order of preference.
+# (module to import, dotted attribute path of the Interpreter class), in order of preference.
+# TensorFlow's public ``tf.lite`` is an attribute of the ``tensorflow`` module, not an
+# importable ``tensorflow.lite`` module.
 BACKENDS = (
     ("ai_edge_litert.interpreter", "Interpreter"),
     ("tflite_runtime.interpreter", "Interpreter"),
-    ("tensorflow.lite", "Interpreter"),
+    ("tensorflow", "lite.Interpreter"),
 )
 # Bytes 4..8 of every TFLite flatbuffer (the schema's file_identifier).
 TFLITE_IDENTIFIER = b"TFL3"
@@ -44,7 +47,9 @@ def interpreter_class(backends=BACKENDS):
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        cls = getattr(module, attr, None)
+        cls = module
+        for part in attr.split("."):
+            cls = getattr(cls, part, None)
         if cls is not None:
             return cls, module_name
     raise ModelError(
@@ -88,7 +93,9 @@ def load_interpreter(model_path, num_threads=None, backends=BACKENDS):
         ModelError: no interpreter installed, missing file, not a TFLite model, or a model
             the interpreter rejects (e.g. it needs ops this runtime lacks).
     """
-    if num_threads is not None and (isinstance(num_threads, bool) or int(num_threads) < 1):
+    if num_threads is not None and (isinstance(num_threads, bool)
+                                    or not isinstance(num_threads, numbers.Integral)
+                                    or num_threads < 1):
         raise ModelError(f"num_threads must be a positive integer or None; "
                          f"received {num_threads!r}")
     path = check_tflite_file(model_path)
@@ -100,9 +107,14 @@ def load_interpreter(model_path, num_threads=None, backends=BACKENDS):
                for d in interpreter.get_input_details()):
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: the TFLite interpreter cannot load it: {first_line}") from err
+        raise ModelError(f"{path}: the TFLite interpreter cannot load it: "
+                         f"{_first_line(err)}") from err
     return interpreter
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def quantize(values, details):
@@ -148,20 +160,22 @@ class TFLiteModel:
         model_path: path to a ``.tflite`` file.
         num_threads: interpreter CPU threads; None lets the runtime choose.
         signature: signature key to run; default "serving_default" when present, else the
-            only signature, else the raw input/output tensors.
+            first signature, else the raw input/output tensors.
+        backends: interpreter modules tried in order (see :data:`BACKENDS`).
 
     Raises:
         ModelError: see :func:`load_interpreter`; also an unknown signature.
     """
 
-    def __init__(self, model_path, num_threads=None, signature=None):
+    def __init__(self, model_path, num_threads=None, signature=None, backends=BACKENDS):
         self.path = Path(os.fspath(model_path))
         self.num_threads = num_threads
-        self.interpreter = load_interpreter(self.path, num_threads=num_threads)
+        self.interpreter = load_interpreter(self.path, num_threads=num_threads,
+                                            backends=backends)
         signatures = self.interpreter.get_signature_list()
         if signature is None and signatures:
             signature = "serving_default" if "serving_default" in signatures else \
-                sorted(signatures)[0]
+                min(signatures)
         if signature is not None and signature not in signatures:
             raise ModelError(f"{self.path}: no signature {signature!r}; "
                              f"available: {sorted(signatures)}")
@@ -237,10 +251,15 @@ class TFLiteModel:
             raise ModelError(f"{self.path.name}: inputs are {self.input_names}; "
                              f"received {sorted(inputs)}")
         feed = {name: self._prepare(name, value) for name, value in inputs.items()}
-        if self._runner is not None:
-            raw = self._runner(**feed)
-        else:
-            raw = self._invoke_tensors(feed)
+        try:
+            if self._runner is not None:
+                raw = self._runner(**feed)
+            else:
+                raw = self._invoke_tensors(feed)
+        except (ValueError, RuntimeError) as err:
+            shapes = {name: value.shape for name, value in feed.items()}
+            raise ModelError(f"{self.path.name}: inference failed for inputs {shapes}: "
+                             f"{_first_line(err)}") from err
         out = {}
         for name, value in raw.items():
             details = self._outputs[name]

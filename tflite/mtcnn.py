@@ -6,6 +6,8 @@ The P-, R- and O-nets are the mtcnn package's, converted once by
 the package's ``StagePNet``, ``StageRNet`` and ``StageONet``.
 """
 
+import os
+from collections import OrderedDict
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,60 @@ NET_FILES = ("pnet.tflite", "rnet.tflite", "onet.tflite")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "saved_models" / "mtcnn"
 RNET_SIZE = 24
 ONET_SIZE = 48
+# Interpreters kept per input shape (pyramid levels, patch-batch buckets): re-allocating one
+# interpreter for every new shape costs more than PNet's inference on a 640x480 pyramid. Each
+# keeps activation memory in proportion to its input, so the cache is bounded by the input
+# values it holds (1M: a whole 640x480 RGB pyramid, or the upper levels of a larger one).
+SHAPE_CACHE_VALUES = 1_000_000
+
+
+class ShapeCachedModel:
+    """One :class:`TFLiteModel` per input shape, least recently used dropped first.
+
+    A TFLite interpreter re-plans its memory (and XNNPACK its kernels) whenever an input is
+    resized; MTCNN feeds PNet a different shape per pyramid level, so one interpreter per
+    shape makes repeated images of one size (a camera stream) skip that work.
+
+    Args:
+        path: the .tflite file.
+        num_threads: interpreter CPU threads.
+        max_values: bound on the summed input sizes (values) of the kept interpreters; the
+            one just used is always kept.
+    """
+
+    def __init__(self, path, num_threads=None, max_values=SHAPE_CACHE_VALUES):
+        self.path = Path(path)
+        self.num_threads = num_threads
+        self.max_values = int(max_values)
+        self._spare = TFLiteModel(self.path, num_threads=num_threads)
+        self.input_name = self._spare.input_names[0]
+        self._models = OrderedDict()
+
+    def __call__(self, value):
+        """Run on one input array; returns the output dict of :meth:`TFLiteModel.__call__`."""
+        key = tuple(value.shape)
+        model = self._models.pop(key, None)
+        if model is None:
+            if self._spare is not None:  # the interpreter made at load time
+                model, self._spare = self._spare, None
+            else:
+                model = TFLiteModel(self.path, num_threads=self.num_threads)
+        self._models[key] = model
+        while len(self._models) > 1 and \
+                sum(int(np.prod(k)) for k in self._models) > self.max_values:
+            self._models.popitem(last=False)
+        return model(**{self.input_name: value})
+
+
+def run_batched(model, patches):
+    """Run R/O-net on (N, S, S, 3) patches padded to a power-of-two batch (so few distinct
+    shapes reach the interpreters); rows are independent, the padding is dropped."""
+    n = len(patches)
+    bucket = 1 << max(0, int(np.ceil(np.log2(n))))
+    if bucket != n:
+        pad = np.zeros((bucket - n,) + patches.shape[1:], patches.dtype)
+        patches = np.concatenate([patches, pad])
+    return {name: value[:n] for name, value in model(patches).items()}
 
 
 def normalize_mtcnn(rgb):
@@ -33,7 +89,8 @@ class TFLiteMTCNNDetector(FaceDetector):
 
     Args:
         model_dir: folder holding pnet.tflite, rnet.tflite and onet.tflite (default: the
-            repository's ``saved_models/mtcnn``).
+            environment variable ``TFFACE_MTCNN_DIR`` if set, else the repository's
+            ``saved_models/mtcnn``).
         num_threads: interpreter CPU threads for each net; None lets the runtime choose.
         steps_threshold: P-, R- and O-net face-probability thresholds (package defaults).
         scale_factor: ratio between pyramid levels.
@@ -54,7 +111,9 @@ class TFLiteMTCNNDetector(FaceDetector):
         if len(steps_threshold) != 3 or len(nms_thresholds) != 4:
             raise ValueError("steps_threshold needs 3 values and nms_thresholds 4; received "
                              f"{tuple(steps_threshold)} and {tuple(nms_thresholds)}")
-        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        if model_dir is None:
+            model_dir = os.environ.get("TFFACE_MTCNN_DIR") or DEFAULT_MODEL_DIR
+        self.model_dir = Path(model_dir)
         missing = [name for name in NET_FILES if not (self.model_dir / name).is_file()]
         if missing:
             raise ModelError(
@@ -65,7 +124,8 @@ class TFLiteMTCNNDetector(FaceDetector):
         self.scale_factor = float(scale_factor)
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
         self.pnet, self.rnet, self.onet = (
-            TFLiteModel(self.model_dir / name, num_threads=num_threads) for name in NET_FILES)
+            ShapeCachedModel(self.model_dir / name, num_threads=num_threads)
+            for name in NET_FILES)
 
     def detect_raw(self, rgb, min_face_size):
         """Run the cascade on one image.
@@ -85,7 +145,7 @@ class TFLiteMTCNNDetector(FaceDetector):
         height, width = rgb.shape[:2]
         image = normalize_mtcnn(rgb)
         # The other backend rounds too: a fractional minimum face size means nothing.
-        min_face_size = max(1, int(round(min_face_size)))
+        min_face_size = max(1, int(np.rint(min_face_size)))
 
         boxes, scores = self._stage_pnet(image, min_face_size)
         if len(boxes):
@@ -106,7 +166,7 @@ class TFLiteMTCNNDetector(FaceDetector):
         for scale in boxmath.pyramid_scales(height, width, min_face_size, self.scale_factor):
             h, w = boxmath.scaled_size(height, width, scale)
             level = cv2.resize(image, (int(w), int(h)), interpolation=cv2.INTER_AREA)
-            out = self.pnet(image=level[None])
+            out = self.pnet(level[None])
             # 2. Proposals above the PNet threshold, regressed, in original pixels.
             boxes, scores = boxmath.pnet_boxes(out["bbox_reg"][0], out["prob"][0],
                                                self.steps_threshold[0], scale)
@@ -126,7 +186,7 @@ class TFLiteMTCNNDetector(FaceDetector):
 
     def _stage_rnet(self, image, boxes):
         # 1. 24x24 patches of the PNet squares; 2. RNet scores and offsets.
-        out = self.rnet(patches=boxmath.crop_and_resize(image, boxes, RNET_SIZE))
+        out = run_batched(self.rnet, boxmath.crop_and_resize(image, boxes, RNET_SIZE))
         scores = out["prob"][:, 1].astype(np.float64)
         boxes = boxmath.regress(boxes, out["bbox_reg"])
         # 3. Threshold, NMS, square for ONet.
@@ -139,7 +199,7 @@ class TFLiteMTCNNDetector(FaceDetector):
 
     def _stage_onet(self, image, boxes):
         # 1. 48x48 patches; 2. ONet scores, offsets and landmarks (relative to the squares).
-        out = self.onet(patches=boxmath.crop_and_resize(image, boxes, ONET_SIZE))
+        out = run_batched(self.onet, boxmath.crop_and_resize(image, boxes, ONET_SIZE))
         landmarks = boxmath.landmarks_to_image(out["landmarks"], boxes)
         scores = out["prob"][:, 1].astype(np.float64)
         boxes = boxmath.regress(boxes, out["bbox_reg"])

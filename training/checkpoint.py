@@ -142,12 +142,12 @@ class CheckpointManager:
         path = Path(path) if path is not None else self.latest()
         if path is None:
             return None
+        build_optimizer(self.model)  # so load_weights finds the slots it stores too
         try:
             self.model.load_weights(str(path / "model.weights.h5"))
         except ValueError as err:
             raise ModelError(f"{path}: checkpoint does not fit this model ({err}); use the "
                              "options of the original run or a new --out") from err
-        build_optimizer(self.model)
         opt = self.model.optimizer
         with np.load(path / "optimizer.npz") as data:
             store = {k: data[k] for k in data.files}

@@ -133,7 +133,7 @@ class DistillConfig(CommonConfig):
     projection: str = opt("auto", "linear projection from student to teacher dimension: auto = "
                           "only when the sizes differ", choices=("auto", "on", "off"))
     center: bool = opt(True, "subtract the teacher's training-set mean embedding (saved as "
-                       "teacher_mean.npy); without it a student can settle on the centroid")
+                       "teacher_mean.json); without it a student can settle on the centroid")
     arcface_weight: float = opt(0.0, "weight of an extra ArcFace term on labelled images "
                                 "(identity = parent folder, e.g. celeba/<id>); 0 = off")
     scale: float = opt(64.0, "ArcFace term: logit scale")
@@ -158,7 +158,8 @@ def build_parser(cls, prog, description):
         if f.type is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = meta["type"] or f.type
+            # Sequence fields hold a tuple of items; argparse converts each item.
+            kw["type"] = meta["type"] or (str if f.type is tuple else f.type)
             if meta["nargs"]:
                 kw["nargs"] = meta["nargs"]
             if meta["choices"]:

@@ -55,7 +55,7 @@ def margin_target_logit(cos_theta, m1, m2, m3, easy_margin=False):
         sin_theta = ops.sqrt(ops.clip(1.0 - ops.square(cos_theta), 1e-12, 1.0))
         target = cos_theta * math.cos(m2) - sin_theta * math.sin(m2)
         threshold = math.cos(math.pi - m2)
-        fallback = cos_theta - math.sin(math.pi - m2) * m2 * 1.01
+        fallback = cos_theta - math.sin(math.pi - m2) * m2
     else:
         theta = ops.arccos(ops.clip(cos_theta, -1.0 + COS_CLIP, 1.0 - COS_CLIP))
         target = ops.cos(m1 * theta + m2)

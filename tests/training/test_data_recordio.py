@@ -1,6 +1,7 @@
 """The RecordIO reader against files written here by an independent writer (dmlc spec)."""
 
 import io
+import pickle
 import struct
 
 import numpy as np
@@ -58,8 +59,7 @@ def write_rec(folder, payloads, num_classes=None):
             offsets.append(fh.tell())
             write_record(fh, payload)
     with open(folder / "train.idx", "w") as fh:
-        for key, off in enumerate(offsets):
-            fh.write(f"{key}\t{off}\n")
+        fh.writelines(f"{key}\t{off}\n" for key, off in enumerate(offsets))
     if num_classes is not None:
         (folder / "property").write_text(f"{num_classes},112,112")
     return offsets
@@ -118,6 +118,7 @@ def test_insightface_layout(tmp_path):
     assert len(ds) == 6 and ds.num_classes == 3 and ds.image_size == (112, 112)
     assert ds.keys.tolist() == [1, 2, 3, 4, 5, 6]
     assert ds.labels.tolist() == classes
+    ds = pickle.loads(pickle.dumps(ds))  # worker processes get a copy that reopens the file
     for i, img in enumerate(images):
         body, label = ds.read(i)
         assert label == classes[i]
@@ -131,6 +132,20 @@ def test_plain_rec_without_header_reads_labels(tmp_path):
     ds = InsightFaceRecord(tmp_path)
     assert ds.keys.tolist() == [0, 1, 2] and ds.labels.tolist() == [2, 0, 1]
     assert ds.num_classes == 3
+    # record 0 with a multi-label header ([class, extra]) is still an image, not a header
+    write_rec(tmp_path, [ir_header(0, k, labels=[c, 0.5]) + png_bytes(im)
+                         for k, (im, c) in enumerate(zip(images, [1, 0, 1]))])
+    assert InsightFaceRecord(tmp_path).labels.tolist() == [1, 0, 1]
+
+
+def test_identity_ranges_checked_against_image_labels(tmp_path):
+    images, classes = faces(4, seed=3), [0, 0, 1, 1]
+    payloads = insightface_payloads(images, classes)
+    # identity records listed in the other order: positions no longer match image labels
+    payloads[5], payloads[6] = payloads[6], payloads[5]
+    write_rec(tmp_path, payloads)
+    ds = InsightFaceRecord(tmp_path)
+    assert ds.keys.tolist() == [1, 2, 3, 4] and ds.labels.tolist() == classes
 
 
 def test_broken_records_raise_record_error(tmp_path):
@@ -145,6 +160,19 @@ def test_broken_records_raise_record_error(tmp_path):
     (tmp_path / "train.rec").write_bytes(bytes(raw))
     with pytest.raises(RecordError, match="bad magic"):
         RecordFile(tmp_path / "train.rec").read_key(1)
+
+
+def test_scan_without_idx_resyncs_after_damage(tmp_path):
+    payloads = [b"first", b"second!!", b"x" * 9, b"last"]
+    offsets = write_rec(tmp_path, payloads)
+    (tmp_path / "train.idx").unlink()
+    raw = bytearray((tmp_path / "train.rec").read_bytes())
+    raw[offsets[1]] ^= 0xFF  # record 1 lost
+    (tmp_path / "train.rec").write_bytes(bytes(raw) + MAGIC_BYTES + b"\x10\0\0\0ab")  # cut tail
+    rec = RecordFile(tmp_path / "train.rec")
+    assert list(rec.index.values()) == [offsets[0], offsets[2], offsets[3]]
+    assert [rec.read_key(k) for k in rec.index] == [b"first", b"x" * 9, b"last"]
+    assert rec.damaged == [(offsets[1], offsets[2]), (len(raw), len(raw) + 10)]
 
 
 def test_corrupt_record_skipped_and_counted_in_pipeline(tmp_path):

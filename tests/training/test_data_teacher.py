@@ -24,8 +24,16 @@ def npz(tmp_path):
     return path, emb, flip
 
 
+def make_images(root, ext="jpg", skip=()):
+    for i in range(5):
+        if i not in skip:
+            (root / "celeba" / str(i)).mkdir(parents=True, exist_ok=True)
+            (root / "celeba" / str(i) / f"00{i}.{ext}").write_bytes(b"x")
+
+
 def test_load_map_and_center(npz, tmp_path):
     path, emb, flip = npz
+    make_images(tmp_path / "root")
     t = load_teacher(path, tmp_path / "root")
     assert t.paths[2] == str(tmp_path / "root" / "celeba" / "2" / "002.jpg")
     np.testing.assert_array_equal(t.emb, emb)
@@ -38,7 +46,7 @@ def test_load_map_and_center(npz, tmp_path):
     np.testing.assert_allclose(val.emb_flip, flip[3:] - mean, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError):
         train.centered()
-    assert load_teacher(path, tmp_path, only_detected=True).detected.tolist() == [1, 1, 1]
+    assert load_teacher(path, tmp_path / "root", only_detected=True).detected.tolist() == [1, 1, 1]
     rows = t.rows_for([tmp_path / "root" / "celeba" / "4" / "004.jpg"])
     assert rows.tolist() == [4]
     with pytest.raises(DataError, match="no teacher embedding"):
@@ -46,6 +54,17 @@ def test_load_map_and_center(npz, tmp_path):
     out = tmp_path / "teacher_mean.json"
     save_teacher_mean(out, train.mean, teacher="test")
     np.testing.assert_array_equal(load_teacher_mean(out), train.mean)
+
+
+def test_aligned_copies_and_missing_files(npz, tmp_path):
+    path, emb, _ = npz
+    make_images(tmp_path / "aligned", ext="png", skip=(1,))  # no face found in image 1
+    with pytest.raises(DataError, match="not found"):
+        load_teacher(path, tmp_path / "aligned", image_ext="png")
+    t = load_teacher(path, tmp_path / "aligned", image_ext=".png", drop_missing=True)
+    assert t.dropped == 1 and len(t) == 4
+    assert t.paths[1] == str(tmp_path / "aligned" / "celeba" / "2" / "002.png")
+    np.testing.assert_array_equal(t.emb, emb[[0, 2, 3, 4]])
 
 
 def test_select_targets(npz):
@@ -57,6 +76,7 @@ def test_select_targets(npz):
 
 def test_missing_keys(tmp_path):
     np.savez(tmp_path / "bad.npz", path=np.array(["a.jpg"]), emb=np.zeros((1, 2)))
+    (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(DataError, match="emb_flip"):
         load_teacher(tmp_path / "bad.npz", tmp_path)
 

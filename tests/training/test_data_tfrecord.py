@@ -2,16 +2,23 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from training.data import tfrecord_index
 from training.data.pipeline import FacePipeline
-from training.data.tfrecord import main
+from training.data.tfrecord import main, tfrecord_dataset
 from training.data.tfrecord_index import TFRecordSource, crc32c
 
 tf = pytest.importorskip("tensorflow")
+
+
+def smooth(rng, size):
+    """A smooth random image: JPEG keeps it within a few levels (noise would not survive)."""
+    return cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (size, size),
+                      interpolation=cv2.INTER_CUBIC)
 
 
 @pytest.fixture
@@ -22,11 +29,11 @@ def tree(tmp_path):
     for c, name in enumerate(["ann", "ben", "cid"]):
         (src / name).mkdir(parents=True)
         for i in range(3):
-            img = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+            img = smooth(rng, 112)
             path = src / name / f"{i}.{'jpg' if i else 'png'}"
             Image.fromarray(img).save(path)
             images[path] = c
-    big = rng.integers(0, 256, (140, 140, 3), dtype=np.uint8)
+    big = smooth(rng, 140)
     Image.fromarray(big).save(src / "cid" / "big.png")   # resized on the way in
     images[src / "cid" / "big.png"] = 2
     (src / "ben" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")  # skipped, counted
@@ -61,7 +68,6 @@ def test_round_trip(tree, tmp_path, capsys):
     for path, label in images.items():
         rgb = np.asarray(Image.open(path).convert("RGB"))
         if rgb.shape[0] != 112:
-            import cv2
             rgb = cv2.resize(rgb, (112, 112), interpolation=cv2.INTER_AREA)
         expected[rgb.tobytes()] = (label, path)
     for data, label in tf_records:
@@ -86,6 +92,9 @@ def test_round_trip(tree, tmp_path, capsys):
     np.testing.assert_array_equal(rescanned.labels, source.labels)
     assert rescanned.class_names == ["ann", "ben", "cid"]
 
+    streamed = [(bytes(img), int(lbl)) for img, lbl in tfrecord_dataset(prefix).as_numpy_iterator()]
+    assert sorted(streamed) == sorted(tf_records)
+
     # 3. A pipeline over the shards.
     pipe = FacePipeline(prefix, batch_size=5, workers=1)
     batches = list(pipe.numpy_batches(epochs=1))
@@ -102,8 +111,13 @@ def test_corrupt_shard_and_bad_cli(tree, tmp_path, capsys):
     raw = bytearray(shard.read_bytes())
     raw[3] ^= 0x55  # damage the first length field: its CRC no longer matches
     shard.write_bytes(bytes(raw))
+    capsys.readouterr()
     with pytest.raises(tfrecord_index.DataError, match="corrupt record length"):
         tfrecord_index.index_shard(shard)
     assert main([str(tmp_path / "nowhere"), str(prefix)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err
+    Image.fromarray(np.zeros((90, 120, 3), np.uint8)).save(src / "ann" / "photo.png")
+    assert main([str(src), str(prefix)]) == 2  # a raw (non-square) photo: align first
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tfface-align" in err

@@ -55,6 +55,12 @@ def main(argv=None):
             raise
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - a CLI reports, never dumps a traceback
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"image1": args.image1, "image2": args.image2, **result.to_dict(),
                           "model": str(verifier.model_path),

@@ -170,9 +170,9 @@ def run(args):
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise TFFaceError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+    model = load_keras_embedding_model(args.model)
     if "int8" in variants and not args.representative:
         raise TFFaceError("the int8 variant needs --representative DIR of aligned crops")
-    model = load_keras_embedding_model(args.model)
     source_card = read_card(args.model)
     norm = normalized_model(model)
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
@@ -247,6 +247,12 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - a CLI reports, never dumps a traceback
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
+              "(run with --debug for the traceback)", file=sys.stderr)
         return 2
 
 

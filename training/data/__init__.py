@@ -2,25 +2,39 @@
 
 Sources (all random-access, with int64 ``labels`` and ``read(i) -> bytes | path``):
 
-- identity folders ``root/<identity>/*.jpg`` of aligned crops (``tfface-align SRC DST``
-  makes them from raw photos): :func:`list_image_folder`, :class:`FolderSource`;
+- identity folders ``root/<identity>/*.jpg`` of aligned crops: :func:`list_image_folder`,
+  :class:`FolderSource`;
 - insightface ``train.rec``/``train.idx``/``property``, read without MXNet:
   :class:`InsightFaceRecord`, :class:`RecordSource`;
 - TFRecord shards from ``python -m training.data.tfrecord SRC PREFIX --shards N``, read
-  without TensorFlow: :class:`TFRecordSource` (``tfrecord_dataset`` streams them in tf.data);
+  without TensorFlow: :class:`TFRecordSource` (``tfrecord.tfrecord_dataset`` streams them);
 - teacher embeddings ``teacher/*.npz`` for distillation: :func:`load_teacher`.
+
+Raw photos: run ``tfface-align SRC DST`` first and train on DST. The pipelines take square
+images: 112x112 crops as they are, other square sizes resized whole (so 160px UTKFace or
+250px CelebA loose crops load, unaligned); a source whose probed images are not square is
+refused with a one-line :class:`tfface.errors.DataError` naming ``tfface-align``.
 
 :func:`open_source` picks the kind from a path. :class:`FacePipeline` turns a source into
 batches ``(images float32 (B, 112, 112, 3), labels int32 (B,)[, targets float32 (B, D)])``,
 as a ``tf.data.Dataset`` (``.tf_dataset()``) or a numpy iterator (``.numpy_batches()``, for
-Keras on JAX), with seeded shuffling or :class:`PKSampler` P x K batches, augmentation
-(:class:`AugmentConfig`), a decoded-image cache and background prefetch. Unreadable images
-are skipped and counted in ``FacePipeline.skipped``.
+Keras on JAX), with seeded shuffling or P x K batches (``pk=(P, K)``), augmentation
+(:class:`AugmentConfig`), a decoded-image cache, background threads or processes, and
+resumable positions (``start_epoch``, ``start_batch``). Unreadable images are skipped and
+counted in ``FacePipeline.skipped``. Typical use::
+
+    train = FacePipeline("aligned/celeba", batch_size=128, augment=AugmentConfig())
+    batches = train.numpy_batches(start_epoch=epoch, start_batch=step % train.steps_per_epoch)
+    triplets = FacePipeline("aligned/celeba", pk=(30, 4), augment=AugmentConfig())
+    teacher = load_teacher(["teacher/utkface.npz"], data_root).centered()
+    distill = FacePipeline(teacher.image_list(), targets=teacher.targets(),
+                           augment=AugmentConfig())   # save teacher.mean with the model
 
 TensorFlow is imported only by ``FacePipeline.tf_dataset`` and ``training.data.tfrecord``.
 """
 
 from training.data.augment import AugmentConfig, augment_face
+from training.data.cache import DecodedCache
 from training.data.folders import (
     IMAGE_EXTENSIONS,
     ImageList,
@@ -49,10 +63,32 @@ from training.data.teacher import (
 from training.data.tfrecord_index import TFRecordSource
 
 __all__ = [
-    "AugmentConfig", "augment_face", "IMAGE_EXTENSIONS", "ImageList", "list_flat_folder",
-    "list_image_folder", "split_by_identity", "FacePipeline", "numpy_batches", "tf_dataset",
-    "InsightFaceRecord", "RecordError", "RecordFile", "unpack_header", "PKSampler",
-    "FolderSource", "RecordSource", "SkipCounter", "check_crops", "decode_face", "open_source",
-    "TeacherEmbeddings", "load_teacher", "load_teacher_mean", "save_teacher_mean",
-    "select_targets", "TFRecordSource",
+    "IMAGE_EXTENSIONS",
+    "AugmentConfig",
+    "DecodedCache",
+    "FacePipeline",
+    "FolderSource",
+    "ImageList",
+    "InsightFaceRecord",
+    "PKSampler",
+    "RecordError",
+    "RecordFile",
+    "RecordSource",
+    "SkipCounter",
+    "TFRecordSource",
+    "TeacherEmbeddings",
+    "augment_face",
+    "check_crops",
+    "decode_face",
+    "list_flat_folder",
+    "list_image_folder",
+    "load_teacher",
+    "load_teacher_mean",
+    "numpy_batches",
+    "open_source",
+    "save_teacher_mean",
+    "select_targets",
+    "split_by_identity",
+    "tf_dataset",
+    "unpack_header",
 ]

@@ -55,7 +55,7 @@ class AugmentConfig:
 
 
 # ITU-R BT.601 luma, as tf.image.rgb_to_grayscale and PIL's "L".
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def augment_face(rgb, rng, config=AugmentConfig()):
@@ -72,32 +72,30 @@ def augment_face(rgb, rng, config=AugmentConfig()):
     h, w = rgb.shape[:2]
     # 1. Draw every random number up front, in a fixed order, so results do not depend on
     #    which steps are enabled later in the function.
-    flip = bool(config.flip and rng.random() < 0.5)
+    flip = bool(rng.random() < 0.5) and config.flip
     scale = rng.uniform(config.crop_min_scale, 1.0)
     corner = rng.random(2)
     jitter = rng.uniform(-1.0, 1.0, size=3) * np.array(
         [config.brightness, config.contrast, config.saturation])
     # 2. Geometry: crop a square and resize it back to the input size.
     if config.crop_min_scale < 1.0:
-        side_h, side_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+        side_h, side_w = max(1, round(h * scale)), max(1, round(w * scale))
         y0, x0 = int(corner[0] * (h - side_h + 1)), int(corner[1] * (w - side_w + 1))
         if (side_h, side_w) != (h, w):
             out = cv2.resize(out[y0:y0 + side_h, x0:x0 + side_w], (w, h),
                              interpolation=cv2.INTER_LINEAR)
     if flip:
         out = out[:, ::-1]
-    # 3. Colour, in float32; one rounding at the end.
+    # 3. Colour: saturation, contrast and brightness compose into one affine colour map
+    #    out = a*s*x + a*(1-s)*luma(x) + (1-a)*mean_after_saturation + brightness*255,
+    #    applied by cv2.transform in a single uint8 pass (rounded, saturated to 0..255).
     if config.brightness or config.contrast or config.saturation:
-        img = out.astype(np.float32)
-        if config.saturation:
-            gray = img @ _LUMA
-            img = gray[..., None] + (img - gray[..., None]) * (1.0 + jitter[2])
-        if config.contrast:
-            mean = img.mean(axis=(0, 1), keepdims=True)
-            img = mean + (img - mean) * (1.0 + jitter[1])
-        if config.brightness:
-            img = img + jitter[0] * 255.0
-        out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        a, sat = 1.0 + jitter[1], 1.0 + jitter[2]
+        mix = a * sat * np.eye(3) + a * (1.0 - sat) * np.outer(np.ones(3), _LUMA)
+        mean = np.asarray(cv2.mean(out)[:3])
+        mean = sat * mean + (1.0 - sat) * float(_LUMA @ mean)
+        shift = (1.0 - a) * mean + jitter[0] * 255.0
+        out = cv2.transform(np.ascontiguousarray(out), np.hstack([mix, shift[:, None]]))
     return np.ascontiguousarray(out), flip
 
 

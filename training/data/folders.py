@@ -142,7 +142,7 @@ def split_by_identity(image_list, val_fraction=0.1, seed=0):
         raise DataError(f"val_fraction must be in [0, 1); received {val_fraction}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(image_list.num_classes)
-    n_val = int(round(val_fraction * image_list.num_classes))
+    n_val = round(val_fraction * image_list.num_classes)
     return (_subset_classes(image_list, np.sort(order[n_val:])),
             _subset_classes(image_list, np.sort(order[:n_val])))
 

@@ -10,9 +10,10 @@ the same batches, pixel for pixel:
    :func:`training.data.sources.decode_face` for the size policy), optionally from the
    decoded-image cache, augment with per-image seeds ``(seed, epoch, position)``, and
    normalise with ``tfface.core.preprocess.normalize_face`` (the one preprocessing).
-3. **Run ahead**: numpy: a thread pool assembles the next batches in the background
-   (decoders and OpenCV release the GIL); tf.data: ``from_generator(plan)`` ->
-   ``map(numpy_function(assemble), num_parallel_calls)`` -> ``prefetch``.
+3. **Run ahead**: numpy: a thread pool (decoders and OpenCV release the GIL) or, with
+   ``processes=N``, spawned worker processes assemble the next batches in the background;
+   tf.data: ``from_generator(plan)`` -> ``map(numpy_function(assemble), num_parallel_calls)``
+   -> ``prefetch`` (or the process-pool iterator through ``from_generator``).
 
 Unreadable images (missing, empty, truncated, not an image, corrupt record) are skipped and
 counted in :attr:`FacePipeline.skipped`, never fatal. The slot of a skipped image is refilled
@@ -24,49 +25,21 @@ Batches: ``(images float32 (B, S, S, 3), labels int32 (B,))``, plus ``targets fl
 when teacher targets are given (the ``emb_flip`` row for a mirrored image).
 """
 
+import multiprocessing as mp
 import os
-import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from tfface.core.preprocess import normalize_face
 from tfface.errors import DataError
 from training.data.augment import AugmentConfig, augment_face, image_rng
+from training.data.cache import DecodedCache, source_fingerprint
+from training.data.sampler import PKSampler
 from training.data.sources import SkipCounter, check_crops, load_face, open_source
 from training.data.teacher import select_targets
-
-
-class DecodedCache:
-    """Decoded uint8 crops kept after their first read: in memory, or in a file (memmap).
-
-    Args:
-        n: number of images.
-        size: crop side.
-        path: None for memory; a file path for a disk cache (reused across runs when its
-            size matches; delete it when the source changes).
-    """
-
-    def __init__(self, n, size, path=None):
-        shape = (n, size, size, 3)
-        if path is None:
-            self.images = np.zeros(shape, dtype=np.uint8)
-            self.filled = np.zeros(n, dtype=bool)
-        else:
-            path = os.fspath(path)
-            mode = "r+" if os.path.isfile(path) and os.path.getsize(path) == int(
-                np.prod(shape)) + n else "w+"
-            raw = np.memmap(path, dtype=np.uint8, mode=mode, shape=(int(np.prod(shape)) + n,))
-            self.images = raw[: int(np.prod(shape))].reshape(shape)
-            self.filled = raw[int(np.prod(shape)):].view(bool)
-
-    def get(self, i):
-        return self.images[i] if self.filled[i] else None
-
-    def put(self, i, rgb):
-        self.images[i] = rgb
-        self.filled[i] = True
 
 
 class FacePipeline:
@@ -80,6 +53,8 @@ class FacePipeline:
         seed: seeds shuffling and augmentation.
         augment: :class:`AugmentConfig`; None turns augmentation off.
         sampler: a :class:`training.data.sampler.PKSampler` over ``source.labels``.
+        pk: ``(P, K)``: shortcut building ``PKSampler(labels, P, K, seed, oversample)``.
+        oversample: with ``pk``, reuse images of identities with fewer than K.
         targets: ``(emb, emb_flip)`` float32 (N, D) arrays aligned with the source rows.
         drop_remainder: drop the last partial batch of an epoch (plain batches).
         cache: False; True (decoded crops in memory: N*S*S*3 bytes); or a file path.
@@ -89,8 +64,13 @@ class FacePipeline:
 
     def __init__(self, source, batch_size=128, image_size=112, shuffle=True, seed=0,
                  augment=None, sampler=None, targets=None, drop_remainder=True, cache=False,
-                 workers=None, check=True):
+                 workers=None, check=True, pk=None, oversample=False):
         self.source = open_source(source)
+        if pk is not None:
+            if sampler is not None:
+                raise DataError("pass either sampler or pk, not both")
+            sampler = PKSampler(self.source.labels, pk[0], pk[1], seed=seed,
+                                oversample=oversample)
         self.image_size = int(image_size)
         self.batch_size = sampler.batch_size if sampler is not None else int(batch_size)
         if self.batch_size < 1:
@@ -112,15 +92,34 @@ class FacePipeline:
         self.workers = int(workers or min(16, os.cpu_count() or 1))
         self.cache = None
         if cache:
-            self.cache = DecodedCache(len(self.source), self.image_size,
-                                      None if cache is True else cache)
+            path = None if cache is True else cache
+            self.cache = DecodedCache(len(self.source), self.image_size, path,
+                                      source_fingerprint(self.source) if path else "")
         self.skipped = SkipCounter()
         if check:
             check_crops(self.source, self.image_size)
 
+    def __getstate__(self):
+        # What worker processes need: no lock-holding counter, no teacher targets.
+        state = dict(self.__dict__)
+        state["skipped"], state["targets"] = None, None
+        return state
+
     @property
     def num_classes(self):
         return self.source.num_classes
+
+    def describe(self):
+        """JSON-ready summary for model cards and run configs."""
+        out = {"source": self.source.description, "kind": self.source.kind,
+               "num_images": len(self.source), "num_classes": int(self.num_classes),
+               "image_size": self.image_size, "batch_size": self.batch_size,
+               "seed": self.seed, "augment": self.augment.to_dict(),
+               "skipped_images": self.skipped.count}
+        if self.sampler is not None:
+            out["pk"] = [self.sampler.p, self.sampler.k]
+            out["excluded_identities"] = len(self.sampler.excluded)
+        return out
 
     @property
     def steps_per_epoch(self):
@@ -150,36 +149,36 @@ class FacePipeline:
             epoch += 1
 
     # 2. Assemble --------------------------------------------------------------------------
-    def _face(self, i):
+    def _face(self, i, skipped):
         if self.cache is not None:
             rgb = self.cache.get(i)
             if rgb is not None:
                 return rgb
-        rgb = load_face(self.source, i, self.image_size, self.skipped)
+        rgb = load_face(self.source, i, self.image_size, skipped)
         if rgb is not None and self.cache is not None:
             self.cache.put(i, rgb)
         return rgb
 
-    def assemble(self, indices, epoch, batch):
-        """One batch as numpy: (images float32, labels int32[, targets float32]).
+    def assemble_uint8(self, indices, epoch, batch, skipped=None):
+        """Decode, refill and augment one batch (the part worker processes run).
 
-        Returns a batch with 0 rows when no image of it could be read.
+        Returns:
+            (images uint8 (B, S, S, 3), indices int64 (B,) after refilling, flipped bool (B,));
+            B is 0 when no image of the batch could be read.
         """
+        skipped = self.skipped if skipped is None else skipped
         indices = np.array(indices, dtype=np.int64)  # a copy: refilling edits it
-        faces = [self._face(int(i)) for i in indices]
+        faces = [self._face(int(i), skipped) for i in indices]
         ok = [j for j, f in enumerate(faces) if f is not None]
         s = self.image_size
         if not ok:
-            empty = (np.zeros((0, s, s, 3), np.float32), np.zeros((0,), np.int32))
-            dim = self.targets[0].shape[1] if self.targets is not None else None
-            return empty + ((np.zeros((0, dim), np.float32),) if dim is not None else ())
+            return np.zeros((0, s, s, 3), np.uint8), indices[:0], np.zeros(0, bool)
         labels = self.labels[indices]
         for j, face in enumerate(faces):
             if face is None:  # refill: same identity first, else any readable image
                 same = [m for m in ok if labels[m] == labels[j]]
                 donor = (same or ok)[j % len(same or ok)]
                 indices[j], faces[j] = indices[donor], faces[donor]
-        labels = self.labels[indices]
         images = np.empty((len(indices), s, s, 3), dtype=np.uint8)
         flips = np.zeros(len(indices), dtype=bool)
         base = int(batch) * self.batch_size
@@ -188,35 +187,67 @@ class FacePipeline:
                 face, flips[j] = augment_face(face, image_rng(self.seed, epoch, base + j),
                                               self.augment)
             images[j] = face
-        out = (normalize_face(images), labels.astype(np.int32))
+        return images, indices, flips
+
+    def finish(self, images, indices, flips):
+        """Normalise (``normalize_face``) and attach labels and targets."""
+        out = (normalize_face(images), self.labels[indices].astype(np.int32))
         if self.targets is not None:
-            out += (select_targets(self.targets[0][indices], self.targets[1][indices], flips),)
+            emb, emb_flip = self.targets
+            out += (select_targets(emb[indices], emb_flip[indices], flips)
+                    if len(indices) else np.zeros((0, emb.shape[1]), np.float32),)
         return out
 
+    def assemble(self, indices, epoch, batch):
+        """One batch as numpy: (images float32, labels int32[, targets float32])."""
+        return self.finish(*self.assemble_uint8(indices, epoch, batch))
+
     # 3. Backends --------------------------------------------------------------------------
-    def numpy_batches(self, epochs=None, start_epoch=0, start_batch=0, prefetch=None):
-        """Iterate numpy batches, assembled ahead by a background thread pool.
+    def numpy_batches(self, epochs=None, start_epoch=0, start_batch=0, prefetch=None,
+                      processes=0):
+        """Iterate numpy batches, assembled ahead in the background.
 
         Args:
             epochs: number of epochs; None runs forever.
             start_epoch, start_batch: where to start (resuming a killed run).
             prefetch: batches in flight (default 2 x workers).
+            processes: 0 assembles in ``workers`` threads of this process (decoders release
+                the GIL; enough for a few cores). N > 0 uses N spawned worker processes,
+                which scale past the GIL on many-core GPU hosts; they return uint8 batches
+                and this process normalises them. ``cache=True`` is per process, so with
+                processes pass a cache file path (shared through the page cache) or none.
         Yields:
             tuples of numpy arrays (see the module docstring).
         """
-        depth = int(prefetch or 2 * self.workers)
+        if processes and self.cache is not None and self.cache.path is None:
+            raise DataError("cache=True keeps crops inside one process; with processes > 0 "
+                            "pass cache=<file path> or cache=False")
+        depth = int(prefetch or 2 * (processes or self.workers))
         plan = self._plan(epochs, start_epoch, start_batch)
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tfface-data")
+        if processes:
+            pool = ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),
+                                       initializer=_worker_init, initargs=(self,))
+            submit = partial(pool.submit, _worker_assemble)
+        else:
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tfface-data")
+            submit = partial(pool.submit, self.assemble_uint8)
         pending = deque()
+
+        def take():
+            images, indices, flips, *failures = pending.popleft().result()
+            for key, name, reason in (failures[0] if failures else ()):
+                self.skipped.add_once(key, name, reason)
+            return self.finish(images, indices, flips)
+
         try:
-            for item in plan:
-                pending.append(pool.submit(self.assemble, item[2], item[0], item[1]))
+            for epoch, batch, indices in plan:
+                pending.append(submit(indices, epoch, batch))
                 if len(pending) >= depth:
-                    out = pending.popleft().result()
+                    out = take()
                     if len(out[0]):
                         yield out
             while pending:
-                out = pending.popleft().result()
+                out = take()
                 if len(out[0]):
                     yield out
         finally:
@@ -224,41 +255,72 @@ class FacePipeline:
                 fut.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def tf_dataset(self, epochs=None, start_epoch=0, start_batch=0):
+    def tf_dataset(self, epochs=None, start_epoch=0, start_batch=0, processes=0):
         """The same batches as a ``tf.data.Dataset`` (parallel assembly and prefetch).
 
-        Decoding goes through the shared numpy path (``tf.numpy_function``), which keeps both
-        backends identical and counts unreadable images; images are cached below the
-        per-epoch shuffle by ``cache=`` (tf.data's own ``cache()`` would freeze the order).
+        Decoding goes through the shared numpy path, which keeps both backends identical and
+        counts unreadable images: ``tf.numpy_function(assemble)`` mapped over the plan with
+        ``workers`` parallel calls, or, with ``processes=N``, the process-pool iterator of
+        :meth:`numpy_batches` fed through ``from_generator`` (for many-core hosts, where
+        the GIL caps threads). Images are cached below the per-epoch shuffle by ``cache=``
+        (tf.data's own ``cache()`` would freeze the order).
+
+        Elements: ``(images, labels)`` or ``(images, labels, targets)``, as in numpy.
         """
         import tensorflow as tf
 
-        lock = threading.Lock()
+        with_targets = self.targets is not None
+        s = self.image_size
+        dim = self.targets[0].shape[1] if with_targets else None
+        specs = (tf.TensorSpec((None, s, s, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
+        specs += (tf.TensorSpec((None, dim), tf.float32),) if with_targets else ()
+        if processes:
+            ds = tf.data.Dataset.from_generator(
+                lambda: self.numpy_batches(epochs, start_epoch, start_batch,
+                                           processes=processes), output_signature=specs)
+            return ds.prefetch(tf.data.AUTOTUNE)
 
         def plan():
-            with lock:
-                yield from self._plan(epochs, start_epoch, start_batch)
+            yield from self._plan(epochs, start_epoch, start_batch)
 
         ds = tf.data.Dataset.from_generator(plan, output_signature=(
             tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64),
             tf.TensorSpec((None,), tf.int64)))
-        with_targets = self.targets is not None
-        tout = [tf.float32, tf.int32] + ([tf.float32] if with_targets else [])
-        s = self.image_size
-        dim = self.targets[0].shape[1] if with_targets else None
 
         def load(epoch, batch, idx):
             out = tf.numpy_function(lambda e, b, i: self.assemble(i, int(e), int(b)),
-                                    [epoch, batch, idx], tout, stateful=False)
-            out[0].set_shape((None, s, s, 3))
-            out[1].set_shape((None,))
-            if with_targets:
-                out[2].set_shape((None, dim))
+                                    [epoch, batch, idx], [sp.dtype for sp in specs],
+                                    stateful=True)
+            for tensor, spec in zip(out, specs):
+                tensor.set_shape(spec.shape)
             return tuple(out)
 
         ds = ds.map(load, num_parallel_calls=self.workers, deterministic=True)
         ds = ds.filter(lambda *batch: tf.shape(batch[0])[0] > 0)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _FailureList:
+    """Stands in for SkipCounter inside a worker process: failures go back with the batch."""
+
+    def __init__(self):
+        self.items = []
+
+    def add_once(self, key, name, reason):
+        self.items.append((key, name, reason))
+
+
+_WORKER = {}
+
+
+def _worker_init(pipeline):
+    _WORKER["pipeline"] = pipeline
+
+
+def _worker_assemble(indices, epoch, batch):
+    failures = _FailureList()
+    images, indices, flips = _WORKER["pipeline"].assemble_uint8(indices, epoch, batch, failures)
+    return images, indices, flips, failures.items
 
 
 def numpy_batches(source, epochs=None, start_epoch=0, start_batch=0, **kwargs):

@@ -74,6 +74,12 @@ class RecordFile:
         rec_path: the ``.rec`` file.
         idx_path: its ``.idx`` file; None reads ``rec_path`` with ``.idx`` for ``.rec``,
             or builds the index by scanning the file when there is none.
+
+    Attributes:
+        index: ``{key: byte offset}``.
+        damaged: ``(start, end)`` byte ranges the scan had to skip (only without ``.idx``;
+            with one, a damaged record raises :class:`RecordError` when read, and the
+            pipelines skip and count it).
     """
 
     def __init__(self, rec_path, idx_path=None):
@@ -86,10 +92,20 @@ class RecordFile:
             guess = os.path.splitext(self.rec_path)[0] + ".idx"
             idx_path = guess if os.path.isfile(guess) else None
         self.idx_path = idx_path
+        self.damaged = []
         self.index = read_idx(idx_path) if idx_path else self._scan_index()
 
+    def __getstate__(self):  # for worker processes: reopen the file there
+        state = dict(self.__dict__)
+        state["_fd"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fd = os.open(self.rec_path, os.O_RDONLY)
+
     def close(self):
-        if self._fd is not None:
+        if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
             self._fd = None
 
@@ -140,6 +156,22 @@ class RecordFile:
             raise RecordError(f"{self.rec_path}: no record with key {key}") from err
         return self.read_at(offset)[0]
 
+    def read_header(self, key):
+        """The :data:`IRHeader` of record ``key``, reading only its first bytes."""
+        try:
+            offset = self.index[key]
+        except KeyError as err:
+            raise RecordError(f"{self.rec_path}: no record with key {key}") from err
+        magic, lrec = _PART_HEAD.unpack(self._read_exact(offset, 8))
+        if magic != MAGIC:
+            raise RecordError(f"{self.rec_path}: bad magic 0x{magic:08x} at byte {offset}")
+        head = os.pread(self._fd, min(lrec & _LENGTH_MASK, IR_SIZE + 4 * 64), offset + 8)
+        if len(head) >= IR_SIZE:
+            flag = struct.unpack_from("<I", head)[0]
+            if len(head) >= IR_SIZE + 4 * flag:
+                return unpack_header(head)[0]
+        return unpack_header(self.read_key(key))[0]  # long label list or split record
+
     def __iter__(self):
         """Yield every payload in file order (stops with RecordError on a broken file)."""
         offset = 0
@@ -148,13 +180,45 @@ class RecordFile:
             yield payload
 
     def _scan_index(self):
-        index, offset, key = {}, 0, 0
+        """Key -> offset by walking the part headers (data is skipped, not read).
+
+        A damaged stretch (bad magic, broken part sequence, truncated tail) does not stop the
+        scan: it resumes at the next 4-aligned magic number, and the stretch is listed in
+        ``self.damaged`` as ``(start, end)`` byte ranges.
+        """
+        index, offset, key, start = {}, 0, 0, None
         while offset < self.size:
-            start = offset
-            _, offset = self.read_at(offset)
-            index[key] = start
-            key += 1
+            head = os.pread(self._fd, 8, offset)
+            magic, lrec = _PART_HEAD.unpack(head) if len(head) == 8 else (None, 0)
+            cflag, length = lrec >> 29, lrec & _LENGTH_MASK
+            end = offset + 8 + ((length + 3) & ~3)
+            if magic != MAGIC or end > self.size or (cflag in (0, 1)) == (start is not None):
+                bad_from = offset if start is None or magic != MAGIC else start
+                offset = self._resync(offset + 4)
+                self.damaged.append((bad_from, offset))
+                start = None
+                continue
+            if cflag in (0, 1):
+                start = offset
+            if cflag in (0, 3):
+                index[key] = start
+                key, start = key + 1, None
+            offset = end
         return index
+
+    def _resync(self, offset):
+        """Next 4-aligned offset at or after ``offset`` holding the magic number."""
+        offset = (offset + 3) & ~3
+        magic = MAGIC.to_bytes(4, "little")
+        while offset < self.size:
+            chunk = os.pread(self._fd, 1 << 20, offset)
+            pos = chunk.find(magic)
+            while pos != -1 and pos % 4:
+                pos = chunk.find(magic, pos + 1)
+            if pos != -1:
+                return offset + pos
+            offset += max(4, len(chunk) - 3) & ~3
+        return self.size
 
 
 def read_idx(path):
@@ -195,6 +259,8 @@ class InsightFaceRecord:
     Attributes:
         keys: int64 (N,) record keys of the images.
         labels: int64 (N,) class of each image.
+        unreadable: records left out because their header could not be read (only when
+            labels come from image headers).
         num_classes: C (from ``property`` when present, else max label + 1).
         image_size: (height, width) from ``property``, or None.
     """
@@ -211,31 +277,65 @@ class InsightFaceRecord:
         if os.path.isfile(prop):
             num_classes, height, width = read_property(prop)
             self.image_size = (height, width)
+        self.unreadable = 0
         self.keys, self.labels = self._image_keys()
         self.num_classes = num_classes if num_classes is not None else int(self.labels.max()) + 1
 
     def _image_keys(self):
         header = None
         if 0 in self.file.index:
-            header, _ = unpack_header(self.file.read_key(0))
+            try:
+                header, _ = unpack_header(self.file.read_key(0))
+            except RecordError:
+                header = None
         if header is not None and header.flag >= 2:
-            id_start, id_end = int(header.label[0]), int(header.label[1])
-            keys, labels = [], []
-            for label, key in enumerate(range(id_start, id_end)):
-                ident, _ = unpack_header(self.file.read_key(key))
-                first, end = int(ident.label[0]), int(ident.label[1])
-                keys.append(np.arange(first, end, dtype=np.int64))
-                labels.append(np.full(end - first, label, dtype=np.int64))
-            if not keys:
-                raise DataError(f"{self.file.rec_path}: header record names no identity")
-            return np.concatenate(keys), np.concatenate(labels)
+            try:
+                keys, labels = self._keys_from_identity_records(header)
+            except RecordError:  # record 0 was a multi-label image, not an insightface header
+                return self._keys_from_image_headers(list(self.file.index))
+            if self._labels_agree(keys, labels):
+                return keys, labels
+            # Identity records do not follow the image labels: trust the images' headers.
+            return self._keys_from_image_headers(range(1, int(header.label[0])))
+        return self._keys_from_image_headers(list(self.file.index))
+
+    def _keys_from_identity_records(self, header):
+        id_start, id_end = int(header.label[0]), int(header.label[1])
         keys, labels = [], []
-        for key in self.file.index:
-            hdr, _ = unpack_header(self.file.read_key(key))
+        for label, key in enumerate(range(id_start, id_end)):
+            ident, _ = unpack_header(self.file.read_key(key))
+            if ident.flag < 2:
+                raise RecordError(f"{self.file.rec_path}: record {key} is not an identity range")
+            first, end = int(ident.label[0]), int(ident.label[1])
+            keys.append(np.arange(first, end, dtype=np.int64))
+            labels.append(np.full(end - first, label, dtype=np.int64))
+        if not keys:
+            raise RecordError(f"{self.file.rec_path}: header record names no identity")
+        return np.concatenate(keys), np.concatenate(labels)
+
+    def _labels_agree(self, keys, labels, samples=16):
+        """Insightface writers number classes in identity-record order; spot-check it."""
+        for i in np.linspace(0, len(keys) - 1, num=min(samples, len(keys))).astype(int):
+            try:
+                if header_label(self.file.read_header(int(keys[i]))) != labels[i]:
+                    return False
+            except RecordError:
+                continue
+        return True
+
+    def _keys_from_image_headers(self, candidates):
+        """Image keys among ``candidates`` with labels read from their headers."""
+        keys, labels = [], []
+        for key in candidates:
+            try:
+                hdr = self.file.read_header(key)
+            except RecordError:
+                self.unreadable += 1
+                continue
             keys.append(key)
             labels.append(header_label(hdr))
         if not keys:
-            raise DataError(f"{self.file.rec_path}: no records")
+            raise DataError(f"{self.file.rec_path}: no readable records")
         return np.asarray(keys, dtype=np.int64), np.asarray(labels, dtype=np.int64)
 
     def __len__(self):

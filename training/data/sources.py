@@ -20,7 +20,7 @@ import numpy as np
 
 from tfface.core.image import load_image
 from tfface.errors import DataError, ImageError
-from training.data.folders import list_image_folder
+from training.data.folders import ImageList, list_image_folder
 from training.data.recordio import InsightFaceRecord, RecordError
 
 
@@ -128,7 +128,8 @@ def open_source(spec, min_images=1, max_identities=None):
     Args:
         spec: a folder of identity folders; a folder holding ``train.rec``; a ``.rec`` file;
             or a TFRecord prefix / ``*.tfrecord`` shard / its ``.json`` sidecar (written by
-            ``python -m training.data.tfrecord``), or an already opened source.
+            ``python -m training.data.tfrecord``), an :class:`ImageList` (e.g.
+            ``TeacherEmbeddings.image_list()``), or an already opened source.
         min_images, max_identities: identity filters for folders
             (see :func:`training.data.folders.list_image_folder`).
     Raises:
@@ -136,6 +137,8 @@ def open_source(spec, min_images=1, max_identities=None):
     """
     if hasattr(spec, "read") and hasattr(spec, "labels"):
         return spec
+    if isinstance(spec, ImageList):
+        return FolderSource(spec)
     path = os.fspath(spec)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "train.rec")):
         return RecordSource(path)

@@ -30,6 +30,7 @@ class TeacherEmbeddings:
         emb_flip: float32 (N, D) descriptor of the mirrored image (same centring).
         detected: uint8 (N,) 1 where the teacher's detector found the face.
         mean: float32 (D,) the subtracted mean, or None when not centred.
+        dropped: rows left out by ``load_teacher(drop_missing=True)``.
     """
 
     paths: list
@@ -37,6 +38,7 @@ class TeacherEmbeddings:
     emb_flip: np.ndarray
     detected: np.ndarray
     mean: np.ndarray = None
+    dropped: int = 0
 
     def __len__(self):
         return len(self.paths)
@@ -84,7 +86,7 @@ class TeacherEmbeddings:
         return np.asarray(rows, dtype=np.int64)
 
 
-def load_teacher(files, data_root, only_detected=False):
+def load_teacher(files, data_root, only_detected=False, image_ext=None, drop_missing=False):
     """Read and concatenate teacher ``.npz`` files.
 
     Args:
@@ -93,6 +95,13 @@ def load_teacher(files, data_root, only_detected=False):
         data_root: folder the stored relative paths are relative to
             (``../shared/data`` for ``celeba/2880/000001.jpg``).
         only_detected: keep only rows where the teacher's detector found the face.
+        image_ext: replace each stored extension by this one (".png"): for crops written
+            by ``tfface-align`` (which keeps relative paths but changes the format). Align
+            keeping the set's folder name, e.g. ``tfface-align ../shared/data/celeba
+            aligned/celeba``, and pass ``data_root="aligned"``.
+        drop_missing: drop rows whose image file does not exist (faces the aligner could
+            not find); their number is in ``TeacherEmbeddings.dropped``. When False a
+            missing file is a DataError.
     Returns:
         :class:`TeacherEmbeddings`, not centred (see :meth:`TeacherEmbeddings.centered`).
     Raises:
@@ -118,7 +127,11 @@ def load_teacher(files, data_root, only_detected=False):
         if emb.ndim != 2 or flip.shape != emb.shape or len(rel) != len(emb) or len(det) != len(emb):
             raise DataError(f"{f}: inconsistent shapes path {rel.shape}, emb {emb.shape}, "
                             f"emb_flip {flip.shape}, detected {det.shape}")
-        paths.extend(os.path.abspath(os.path.join(data_root, str(p))) for p in rel)
+        for p in rel:
+            p = str(p)
+            if image_ext is not None:
+                p = os.path.splitext(p)[0] + "." + image_ext.lstrip(".")
+            paths.append(os.path.abspath(os.path.join(data_root, p)))
         embs.append(emb)
         flips.append(flip.astype(np.float32))
         detected.append(det)
@@ -128,6 +141,14 @@ def load_teacher(files, data_root, only_detected=False):
                                 np.concatenate(detected))
     if only_detected:
         teacher = teacher.subset(np.flatnonzero(teacher.detected))
+    exists = np.array([os.path.isfile(p) for p in teacher.paths], dtype=bool)
+    if not exists.all():
+        first = teacher.paths[int(np.argmin(exists))]
+        if not drop_missing:
+            raise DataError(f"{first}: image of a teacher embedding not found "
+                            f"({int((~exists).sum())} of {len(exists)} missing); check data_root "
+                            "and image_ext, or pass drop_missing=True")
+        teacher = replace(teacher.subset(np.flatnonzero(exists)), dropped=int((~exists).sum()))
     return teacher
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from tfface.core.image import encode_image, load_image
 from tfface.errors import DataError, ImageError
-from training.data.sources import SkipCounter, decode_face, open_source
+from training.data.sources import SkipCounter, check_crops, decode_face, open_source
 from training.data.tfrecord_index import SHARD_GLOB, index_path, shard_paths
 
 JPEG_SOI = b"\xff\xd8\xff"
@@ -68,6 +68,7 @@ def convert(src, out_prefix, shards=1, size=112, quality=95, seed=0, min_images=
     if shards < 1:
         raise DataError(f"--shards must be >= 1; received {shards}")
     source = open_source(src, min_images=min_images)
+    check_crops(source, size)  # raw photos: refuse, pointing at tfface-align
     out_prefix = os.fspath(out_prefix)
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
     for old in shard_paths(out_prefix):
@@ -100,8 +101,9 @@ def convert(src, out_prefix, shards=1, size=112, quality=95, seed=0, min_images=
             w.close()
     if written == 0:
         raise DataError(f"{src}: no readable image ({skipped.count} skipped)")
-    np.savez(index_path(out_prefix), **{k: np.asarray(v, dtype=np.int64)
-                                        for k, v in index.items()})
+    index = {k: np.asarray(v, dtype=np.int64) for k, v in index.items()}
+    order = np.lexsort((index["offset"], index["shard"]))  # shard order, as a scan finds them
+    np.savez(index_path(out_prefix), **{k: v[order] for k, v in index.items()})
     meta = {"format": "tfface-tfrecord", "version": 1, "image_size": size,
             "num_images": written, "num_classes": int(source.num_classes),
             "class_names": list(source.class_names), "source": os.fspath(src),

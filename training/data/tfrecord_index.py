@@ -53,8 +53,7 @@ def masked_crc(data):
 def shard_paths(spec):
     """Shard files for a prefix, a single ``.tfrecord`` or the ``PREFIX.json`` sidecar."""
     spec = os.fspath(spec)
-    if spec.endswith(".json"):
-        spec = spec[: -len(".json")]
+    spec = spec.removesuffix(".json")
     if spec.endswith(".tfrecord") and os.path.isfile(spec):
         return [spec]
     return sorted(glob.glob(SHARD_GLOB.format(prefix=glob.escape(spec))))
@@ -215,7 +214,7 @@ class TFRecordSource:
         if not self.shards:
             raise DataError(f"{spec}: no TFRecord shards ({SHARD_GLOB.format(prefix=spec)})")
         self.meta = read_sidecar(spec)
-        prefix = spec[: -len(".json")] if spec.endswith(".json") else spec
+        prefix = spec.removesuffix(".json")
         index = None
         if os.path.isfile(index_path(prefix)):
             with np.load(index_path(prefix)) as z:
@@ -239,6 +238,16 @@ class TFRecordSource:
     def __del__(self):
         for fd in getattr(self, "_fds", []):
             os.close(fd)
+        self._fds = []
+
+    def __getstate__(self):  # for worker processes: reopen the shards there
+        state = dict(self.__dict__)
+        state["_fds"] = []
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fds = [os.open(p, os.O_RDONLY) for p in self.shards]
 
     def name(self, i):
         return f"{self.shards[int(self.index['shard'][i])]}#{i}"

@@ -1,0 +1,136 @@
+"""The three training programs, run for a few steps on tiny generated data: the loss falls on
+a separable toy set, the outputs (config, logs, checkpoints, model + card) are there, the
+exported model reproduces the trained backbone, and bad input gives one error line."""
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training.toy import write_identities, write_teacher
+from tfface.core.preprocess import normalize_face, preprocessing_card
+from training import arcface, distill, triplet
+
+COMMON = ["--backbone", "mobileid", "--input-size", "32", "--warmup-epochs", "0",
+          "--no-progress", "--log-every", "1", "--checkpoint-every", "1000", "--no-augment"]
+
+
+def step_losses(out, tag="train/loss"):
+    with open(Path(out) / "logs" / "scalars.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["tag"] == tag]
+    return np.array([float(r["value"]) for r in rows])
+
+
+def assert_falls(losses, k=4):
+    assert len(losses) >= 2 * k, losses
+    first, last = losses[:k].mean(), losses[-k:].mean()
+    assert np.all(np.isfinite(losses))
+    assert last < 0.8 * first, f"loss did not fall: first {first:.4f}, last {last:.4f}"
+
+
+def check_outputs(out, program, steps, data):
+    out = Path(out)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["program"] == program and cfg["total_steps"] == steps
+    card = json.loads((out / "embedding.json").read_text())
+    assert card["program"] == program and card["steps"] == steps
+    assert card["preprocessing"] == preprocessing_card()
+    assert card["input_size"] == [32, 32] and card["data"]["source"] == str(data)
+    assert (out / "checkpoints" / f"step-{steps:08d}" / "state.json").is_file()
+    model = keras.saving.load_model(out / "embedding.keras")
+    assert model.output_shape[-1] == card["embedding_size"]
+    return model, card
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_identities(tmp_path_factory.mktemp("toy"), n_ids=3, per_id=16, size=32)
+
+
+@pytest.mark.parametrize("head", ["arcface", "softmax"])
+def test_arcface_loss_falls(toy, tmp_path, head):
+    out = tmp_path / "run"
+    steps = 18
+    argv = ["--data", toy, "--out", str(out), "--batch-size", "12", "--steps", str(steps),
+            "--head", head, "--scale", "8", "--lr", "0.05", *COMMON]
+    assert arcface.main(argv) == 0
+    assert_falls(step_losses(out))
+    model, card = check_outputs(out, "arcface", steps, toy)
+    assert card["num_classes"] == 3 and card["head"] == head
+    # Logged after each step t = 1..18: the LR of the next update, 0.05 * (1 + cos(pi t/18))/2.
+    t = np.arange(1, steps + 1)
+    np.testing.assert_allclose(step_losses(out, "train/lr"),
+                               0.05 * 0.5 * (1 + np.cos(np.pi * t / steps)), rtol=1e-4,
+                               atol=1e-7)
+    # The saved embedding model is the trained backbone: same outputs on the same images.
+    x = normalize_face(np.full((2, 32, 32, 3), 128, np.uint8))
+    emb = keras.ops.convert_to_numpy(model(x))
+    assert emb.shape == (2, 128) and np.all(np.isfinite(emb))
+
+
+def test_arcface_multihead_runs(toy, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--data", toy, "--out", str(out), "--batch-size", "12", "--steps", "4",
+            "--head", "multihead", "--num-heads", "2", "--scale", "8", *COMMON]
+    assert arcface.main(argv) == 0
+    assert "head1_loss" in json.loads((out / "embedding.json").read_text())["final_metrics"] \
+        or "loss" in json.loads((out / "embedding.json").read_text())["final_metrics"]
+
+
+def test_triplet_loss_falls(tmp_path):
+    data = write_identities(tmp_path / "data", n_ids=4, per_id=8, size=32, noise=25)
+    out = tmp_path / "run"
+    steps = 16
+    argv = ["--data", data, "--out", str(out), "--batch-size", "8", "--images-per-identity",
+            "4", "--steps", str(steps), "--mining", "batch_hard", "--lr", "0.003",
+            "--embedding-size", "16", *COMMON]
+    assert triplet.main(argv) == 0
+    assert_falls(step_losses(out))
+    check_outputs(out, "triplet", steps, data)
+
+
+def test_distill_loss_falls_and_saves_mean(tmp_path):
+    root = tmp_path / "data"
+    write_identities(root / "set", n_ids=3, per_id=12, size=32)
+    write_teacher(str(root), "set", str(root / "teacher.npz"), dim=16)
+    out = tmp_path / "run"
+    steps = 18
+    argv = ["--data", str(root), "--teacher", str(root / "teacher.npz"), "--out", str(out),
+            "--batch-size", "12", "--steps", str(steps), "--embedding-size", "8",
+            "--lr", "0.01", *COMMON]
+    assert distill.main(argv) == 0
+    assert_falls(step_losses(out))
+    check_outputs(out, "distill", steps, root)
+    # The centring mean is the mean of the training targets (both orientations).
+    with np.load(root / "teacher.npz") as z:
+        expected = np.concatenate([z["emb"], z["emb_flip"]]).mean(axis=0)
+    saved = json.loads((out / "teacher_mean.json").read_text())
+    np.testing.assert_allclose(saved["mean"], expected, rtol=1e-5, atol=1e-5)
+    # 8-d student, 16-d teacher: a projection was learnt and saved.
+    assert np.load(out / "projection.npy").shape == (8, 16)
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        arcface.main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data", "--out", "--head", "--pairs", "--pairs-images", "--mixed-precision",
+                 "--checkpoint-every", "--lr-schedule", "--optimizer", "--weight-decay",
+                 "--backend", "--steps", "--epochs"):
+        assert flag in text
+
+
+def test_bad_data_is_one_error_line(tmp_path, capsys):
+    code = arcface.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [f"python -m training.arcface: error: --data {str(tmp_path / 'missing')!r} "
+                   "does not exist"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert triplet.main(["--data", str(empty), "--out", str(tmp_path / "o2")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
