@@ -13,7 +13,7 @@ import numpy as np
 from tfface.core.align import FaceAligner
 from tfface.core.image import describe_source, load_image
 from tfface.errors import ModelError
-from tfface.model_card import card_threshold
+from tfface.model_card import card_threshold, model_id
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("TFFACE_MODELS_DIR", PACKAGE_ROOT / "saved_models"))
@@ -120,6 +120,23 @@ class FaceVerifier:
                                    policy="largest",
                                    template=np.asarray(landmarks, np.float64) if landmarks
                                    else None)
+
+    @property
+    def model_id(self):
+        """Identity of the model's weights (facebanks refuse embeddings of another model)."""
+        return model_id(self.model_path)
+
+    def embed_faces(self, image):
+        """Every face of a photo: a list of (Face, unit embedding); [] when there is none."""
+        rgb = load_image(image)
+        faces = self.detector.detect(rgb, policy="all")
+        if not faces:
+            return []
+        from tfface.core.align import warp_face
+
+        crops = np.stack([warp_face(rgb, f.landmarks, self.input_size,
+                                    template=self.aligner.template) for f in faces])
+        return list(zip(faces, self.embedder(crops)))
 
     @property
     def input_size(self):

@@ -7,6 +7,10 @@ writes an ``.npz`` with ``path`` (str), ``descriptor`` float32 (N, 128), ``chip_
 float64 (N, 2, 3) (dlib's ``get_mapping_to_chip``: image pixel -> 150x150 chip pixel),
 ``shape5`` float64 (N, 5, 2) and ``detected`` uint8 (N,), and optionally the chips as PNG.
 
+With ``--fixtures DIR`` it writes test fixtures instead: each chip as a small JPEG and
+``references.json`` with dlib's descriptor of the *decoded* JPEG pixels (so the reference is
+exact for what a test reads) and the SHA-256 of those pixels.
+
 This script imports only dlib, numpy and Pillow, so it runs in a separate environment:
 ``python -m venv /tmp/dlib-venv && /tmp/dlib-venv/bin/pip install dlib==20.0.1
 face_recognition_models numpy pillow`` then
@@ -47,6 +51,10 @@ def main(argv=None):
     p.add_argument("images", nargs="+", help="image files, or folders searched for *.jpg/*.png")
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--chips", default=None, help="folder for the 150x150 chips as PNG")
+    p.add_argument("--fixtures", default=None,
+                   help="folder for JPEG chips + references.json (test fixtures)")
+    p.add_argument("--source-root", default=None,
+                   help="record fixture sources relative to this folder")
     p.add_argument("--limit", type=int, default=0, help="at most this many images (0: all)")
     p.add_argument("--models", default=None,
                    help="folder with the .dat files (default: face_recognition_models)")
@@ -78,6 +86,7 @@ def main(argv=None):
     if args.chips:
         Path(args.chips).mkdir(parents=True, exist_ok=True)
 
+    fixtures = []
     rows = {"path": [], "descriptor": [], "chip_from_image": [], "shape5": [], "detected": []}
     for i, path in enumerate(files):
         img = np.asarray(Image.open(path).convert("RGB"))
@@ -98,6 +107,8 @@ def main(argv=None):
         if args.chips:
             Image.fromarray(chip).save(Path(args.chips) / f"{i:05d}_{path.parent.name}_"
                                                           f"{path.stem}.png")
+        if args.fixtures:
+            fixtures.append(_fixture(args, path, chip, encoder, rows))
         if (i + 1) % 100 == 0:
             print(f"{i + 1}/{len(files)}", file=sys.stderr)
     np.savez(args.out, path=np.array(rows["path"]),
@@ -106,7 +117,37 @@ def main(argv=None):
              shape5=np.asarray(rows["shape5"], dtype=np.float64),
              detected=np.asarray(rows["detected"], dtype=np.uint8))
     print(f"wrote {args.out}: {len(files)} images", file=sys.stderr)
+    if args.fixtures:
+        import json
+
+        with open(Path(args.fixtures) / "references.json", "w", encoding="utf-8") as fh:
+            json.dump({"dlib_version": dlib.__version__, "chip_size": CHIP_SIZE,
+                       "chip_padding": CHIP_PADDING, "chips": fixtures}, fh, indent=1)
+            fh.write("\n")
     return 0
+
+
+def _fixture(args, path, chip, encoder, rows):
+    """A JPEG chip in args.fixtures and its reference entry (dlib on the decoded pixels)."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    Path(args.fixtures).mkdir(parents=True, exist_ok=True)
+    name = f"{path.parent.name}_{path.stem}.jpg"
+    buf = io.BytesIO()
+    Image.fromarray(chip).save(buf, format="JPEG", quality=95)
+    (Path(args.fixtures) / name).write_bytes(buf.getvalue())
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    source = Path(path).resolve()
+    if args.source_root:
+        source = source.relative_to(Path(args.source_root).resolve())
+    return {"chip": name, "source": str(source),
+            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest(),
+            "descriptor": [round(float(v), 8) for v in encoder.compute_face_descriptor(decoded)],
+            "descriptor_of_lossless_chip": [round(float(v), 8) for v in rows["descriptor"][-1]],
+            "dlib_detected": int(rows["detected"][-1])}
 
 
 if __name__ == "__main__":
