@@ -75,92 +75,48 @@ class KerasEmbedder:
         return np.asarray(out, dtype=np.float32).reshape(len(faces), -1)
 
 
-def load_tflite_interpreter(path, num_threads=None):
-    """An allocated TFLite interpreter: ai-edge-litert, else tflite-runtime, else tf.lite."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            try:
-                import tensorflow as tf
-            except ImportError as err:
-                raise ModelError("running .tflite models needs ai-edge-litert: "
-                                 "pip install 'tfface[lite]'") from err
-            Interpreter = tf.lite.Interpreter
-    try:
-        interp = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"cannot load TFLite model {path}: {err}") from err
-    return interp
-
-
 class TFLiteEmbedder:
-    """A TFLite model: float32, or int8/uint8 with input quantisation read from the file
-    (``q = round(x / scale) + zero_point``) and the output dequantised likewise."""
+    """A TFLite model through the runtime's :class:`tflite.interpreter.TFLiteModel` (named
+    signature; int8/uint8 inputs quantised with the input tensor's scale and zero point, and
+    outputs dequantised). Returns raw embeddings, like :class:`KerasEmbedder`, so flip sums
+    the same quantities for both. Models with a fixed batch of 1 run face by face."""
 
     kind = "tflite"
 
     def __init__(self, path, num_threads=None):
+        from tflite.interpreter import TFLiteModel
+
         self.path = os.fspath(path)
         self.num_threads = num_threads
-        self.interp = load_tflite_interpreter(path, num_threads)
-        ins = self.interp.get_input_details()
-        outs = self.interp.get_output_details()
-        if len(ins) != 1 or len(ins[0]["shape"]) != 4 or ins[0]["shape"][-1] != 3:
-            raise ModelError(f"{path}: expected one image input (1, h, w, 3); found "
-                             f"{[list(d['shape']) for d in ins]}")
-        self._in, self._out = ins[0], outs[0]
-        self.input_size = (int(ins[0]["shape"][1]), int(ins[0]["shape"][2]))
-        self.input_dtype = np.dtype(ins[0]["dtype"])
-        self._batch = int(ins[0]["shape"][0])
+        self.model = TFLiteModel(path, num_threads=num_threads)
+        names = self.model.input_names
+        if len(names) != 1:
+            raise ModelError(f"{path}: expected one image input; found {names}")
+        self.input_name = names[0]
+        outs = self.model.output_names
+        self.output_name = "embedding" if "embedding" in outs else outs[0]
+        details = self.model.input_details[self.input_name]
+        shape = [int(v) for v in details.get("shape_signature", details["shape"])]
+        if len(shape) != 4 or shape[-1] != 3 or min(shape[1:3]) < 1:
+            raise ModelError(f"{path}: expected an image input (N, h, w, 3); found {shape}")
+        self.input_size = (shape[1], shape[2])
+        self.input_dtype = np.dtype(details["dtype"])
+        self.quantization = tuple(details.get("quantization", (0.0, 0)))
+        self.dynamic_batch = shape[0] == -1
 
     def describe(self):
-        scale, zero = self._in.get("quantization", (0.0, 0))
+        scale, zero = self.quantization
         return {"path": self.path, "kind": self.kind, "input_size": list(self.input_size),
                 "input_dtype": self.input_dtype.name,
                 "input_quantization": [float(scale), int(zero)],
-                "num_threads": self.num_threads}
-
-    def _quantize(self, x):
-        if self.input_dtype == np.float32:
-            return x
-        scale, zero = self._in["quantization"]
-        if not scale:
-            raise ModelError(f"{self.path}: integer input without quantization parameters")
-        info = np.iinfo(self.input_dtype)
-        return np.clip(np.rint(x / scale) + zero, info.min, info.max).astype(self.input_dtype)
-
-    def _dequantize(self, y):
-        if np.issubdtype(y.dtype, np.integer):
-            scale, zero = self._out["quantization"]
-            return (y.astype(np.float32) - zero) * (scale or 1.0)
-        return y.astype(np.float32)
-
-    def _resize(self, n):
-        if n != self._batch:
-            self.interp.resize_tensor_input(self._in["index"], [n, *self.input_size, 3])
-            self.interp.allocate_tensors()
-            self._batch = n
+                "output": self.output_name, "num_threads": self.num_threads}
 
     def __call__(self, faces):
-        x = self._quantize(normalize_face(faces))
-        try:
-            self._resize(len(x))
-            self.interp.set_tensor(self._in["index"], x)
-            self.interp.invoke()
-            return self._dequantize(self.interp.get_tensor(self._out["index"])).reshape(len(x), -1)
-        except (ValueError, RuntimeError):
-            # Models exported with a fixed batch of 1: run face by face.
-            self._resize(1)
-            rows = []
-            for face in x:
-                self.interp.set_tensor(self._in["index"], face[None])
-                self.interp.invoke()
-                rows.append(self._dequantize(self.interp.get_tensor(self._out["index"])))
-            return np.concatenate(rows).reshape(len(x), -1)
+        x = normalize_face(faces)
+        step = len(x) if self.dynamic_batch else 1
+        out = [self.model(**{self.input_name: x[i:i + step]})[self.output_name]
+               for i in range(0, len(x), step)]
+        return np.concatenate(out).astype(np.float32).reshape(len(x), -1)
 
 
 def load_embedder(path, num_threads=None):

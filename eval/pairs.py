@@ -72,6 +72,12 @@ def _index(pairs):
     return keys, np.array(left, dtype=np.int64), np.array(right, dtype=np.int64), issame
 
 
+def _default_name(path):
+    """The file's stem, or its folder's name for generic stems (``lfw/pairs.txt`` -> "lfw")."""
+    p = Path(os.path.abspath(path))
+    return p.parent.name if p.stem.lower() in ("pairs", "pairs_test", "test") else p.stem
+
+
 def _lfw_path(root, name, number, line_no, pairs_path):
     try:
         n = int(number)
@@ -147,7 +153,7 @@ def load_lfw_pairs(pairs_path, images_root, name=None):
     if header is not None:
         folds = np.repeat(np.arange(header[0], dtype=np.int64), 2 * header[1])
     ids = [Path(k).parent.name for k in keys]
-    return PairSet(name or Path(pairs_path).stem, "lfw", keys, left, right, issame,
+    return PairSet(name or _default_name(pairs_path), "lfw", keys, left, right, issame,
                    folds=folds, identities=ids)
 
 
@@ -198,7 +204,7 @@ def load_csv_pairs(csv_path, images_root=None, name=None):
                 raise DataError(f"{where}: fold {row[3]!r} is not an integer") from None
     keys, left, right, issame = _index(pairs)
     ids = [Path(k).parent.name for k in keys]
-    return PairSet(name or Path(csv_path).stem, "csv", keys, left, right, issame,
+    return PairSet(name or _default_name(csv_path), "csv", keys, left, right, issame,
                    folds=np.array(folds, dtype=np.int64) if has_fold else None, identities=ids)
 
 

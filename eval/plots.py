@@ -186,7 +186,8 @@ def plot_identity_heatmap(emb, labels, names, path, title="Mean similarity betwe
     k = len(names)
     fig = Figure(figsize=(1.0 + 0.35 * k, 0.6 + 0.35 * k))
     ax = fig.add_subplot()
-    im = ax.imshow(mat, vmin=-1.0, vmax=1.0, cmap="coolwarm")
+    # Scale to the data: untrained and trained models occupy very different ranges.
+    im = ax.imshow(mat, vmin=np.nanmin(mat), vmax=np.nanmax(mat), cmap="viridis")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set_xticklabels(names, rotation=90, fontsize=6)
@@ -195,7 +196,8 @@ def plot_identity_heatmap(emb, labels, names, path, title="Mean similarity betwe
         for i in range(k):
             for j in range(k):
                 if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=5)
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                            color="w" if mat[i, j] < np.nanmean(mat) else "k")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="mean cosine similarity")
     ax.set_title(title, fontsize=9)
     return _save(fig, path)

@@ -65,7 +65,8 @@ def train(cfg):
     pipeline = program.make_pipeline(cfg, source, size)
     info = {"source": str(cfg.data), "kind": source.kind, "identities": source.num_classes}
     n_out = cfg.num_heads if cfg.head == "multihead" else 1
-    data = program.train_data(pipeline, lambda x, y: _to_xy(x, y, n_out), info)
+    data = program.train_data(pipeline, lambda x, y: _to_xy(x, y, n_out), info,
+                              cfg.steps_per_epoch)
     total, _ = trainer.plan_steps(cfg, data.steps_per_epoch)
 
     scope, replicas = trainer.device_scope()

@@ -99,7 +99,7 @@ class ScalarLogger(keras.callbacks.Callback):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._csv_path = self.log_dir / "scalars.csv"
         new = not self._csv_path.exists()
-        self._fh = open(self._csv_path, "a", newline="")
+        self._fh = open(self._csv_path, "a", newline="")  # noqa: SIM115 (closed in close())
         self._csv = csv.writer(self._fh)
         if new:
             self._csv.writerow(["wall_time", "step", "tag", "value"])
@@ -254,13 +254,8 @@ class VerificationCallback(keras.callbacks.Callback):
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         ps = self.pair_set
         scores = np.sum(emb[ps.left] * emb[ps.right], axis=1)
-        kw = {"folds": ps.folds} if ps.folds is not None else {}
-        try:
-            result = verification_metrics(scores, ps.issame, **kw)
-        except TypeError:
-            result = verification_metrics(scores, ps.issame)
-        return {f"val_{k}": float(v) for k, v in result.items() if np.ndim(v) == 0
-                and isinstance(v, (int, float, np.floating, np.integer))}
+        result = verification_metrics(scores, ps.issame, folds=ps.folds)
+        return verification_scalars(result)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -273,6 +268,22 @@ class VerificationCallback(keras.callbacks.Callback):
         if acc is not None:
             tqdm.write(f"epoch {epoch + 1}: verification accuracy {acc:.4f} on "
                        f"{len(self.pair_set.issame)} pairs", file=sys.stderr)
+
+
+def verification_scalars(result):
+    """Flat ``val_*`` scalars from :func:`eval.metrics.verification_metrics`' dict:
+    ``val_accuracy`` (10-fold mean), ``val_accuracy_std``, ``val_threshold`` (mean fold
+    threshold), ``val_auc``, ``val_eer`` and ``val_tar_at_far_<far>``."""
+    out = {"val_accuracy": result["accuracy_mean"], "val_accuracy_std": result["accuracy_std"],
+           "val_threshold": result["threshold_mean"]}
+    for key in ("auc", "eer", "best_accuracy"):
+        if key in result:
+            out[f"val_{key}"] = result[key]
+    for far, entry in (result.get("tar_at_far") or {}).items():
+        tar = entry.get("tar") if isinstance(entry, dict) else entry
+        if tar is not None and np.ndim(tar) == 0:
+            out[f"val_tar_at_far_{far}"] = tar
+    return {k: float(v) for k, v in out.items()}
 
 
 def load_pair_images(pair_set, size):

@@ -19,6 +19,9 @@ from pathlib import Path
 from tfface.errors import DataError
 
 CONFIG_FILE = "config.json"
+# The command line of the running program, set by training.program.run_main (sys.argv when a
+# config is saved outside it).
+COMMAND_LINE = []
 
 
 def opt(default, help, choices=None, nargs=None, type=None, metavar=None):
@@ -47,7 +50,8 @@ class CommonConfig:
     batch_size: int = opt(128, "images per training step (over all devices)")
     epochs: int = opt(20, "passes over the data (ignored when --steps is set)")
     steps: int = opt(0, "total training steps; 0 = epochs x steps-per-epoch")
-    steps_per_epoch: int = opt(0, "steps in one epoch; 0 = images // batch size")
+    steps_per_epoch: int = opt(0, "steps in one epoch (checkpoint, log and verification "
+                               "period); 0 = one pass over the images (images // batch size)")
     optimizer: str = opt("sgd", "optimizer: SGD with Nesterov-free momentum, or AdamW",
                          choices=("sgd", "adamw"))
     lr: float = opt(0.1, "peak learning rate (after warm-up)")
@@ -78,9 +82,9 @@ class CommonConfig:
     seed: int = opt(1234, "random seed (weights, shuffling, augmentation)")
     augment: bool = opt(True, "random horizontal flip and light crop/colour jitter")
     cache: bool = opt(False, "keep decoded images in memory after the first epoch")
-    backend: str = opt("", "Keras backend to use (tensorflow or jax); empty = KERAS_BACKEND or "
-                       "Keras' default. Printed with the devices at start",
-                       choices=("", "tensorflow", "jax"))
+    backend: str = opt("auto", "Keras backend: tensorflow or jax; auto = KERAS_BACKEND or "
+                       "Keras' default. Printed at start and saved in config.json",
+                       choices=("auto", "tensorflow", "jax"))
     progress: bool = opt(True, "tqdm progress bar on stderr")
 
 
@@ -125,6 +129,9 @@ class TripletConfig(CommonConfig):
 class DistillConfig(CommonConfig):
     """MobileID-style distillation: the student regresses a teacher's (centred) embeddings."""
 
+    data: str = opt("", "folder the teacher files' image paths are relative to (e.g. "
+                    "../shared/data for celeba/<id>/x.jpg); square face crops, resized to the "
+                    "input size (required)", metavar="DIR")
     backbone: str = opt("mobileid", "student backbone (training.models.get_backbone name)")
     teacher: tuple = opt((), "teacher embedding files (.npz with path, emb, emb_flip); paths "
                          "in them are relative to --data", nargs="+", metavar="NPZ")
@@ -242,10 +249,15 @@ def save_config(cfg, out_dir, program, extra=None):
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"program": program, "config": to_dict(cfg), "argv": sys.argv[:]}
+    doc = {"program": program, "config": to_dict(cfg), "command_line": command_line()}
     doc.update(extra or {})
     write_json_atomic(out / CONFIG_FILE, doc)
     return out / CONFIG_FILE
+
+
+def command_line():
+    """The running program's command line (see COMMAND_LINE)."""
+    return list(COMMAND_LINE) or [os.path.basename(sys.argv[0])] + sys.argv[1:]
 
 
 def load_config(cls, path):
@@ -286,7 +298,7 @@ def apply_backend(name):
     Raises:
         DataError: Keras is already imported with another backend.
     """
-    if not name:
+    if not name or name == "auto":
         return
     keras_mod = sys.modules.get("keras")
     if keras_mod is not None:

@@ -126,7 +126,7 @@ def train(cfg):
         y = {"distill": targets, "logits": labels} if with_ce else {"distill": targets}
         return {"image": images, "label": labels}, y
 
-    data = program.train_data(pipeline, to_xy, info)
+    data = program.train_data(pipeline, to_xy, info, cfg.steps_per_epoch)
     total, _ = trainer.plan_steps(cfg, data.steps_per_epoch)
     out = os.path.abspath(cfg.out)
     os.makedirs(out, exist_ok=True)

@@ -303,6 +303,12 @@ def _read_stack(r, layers, i, out):
     if kind in ("avg_pool", "max_pool") and (layer["window"][0], layer["stride"][0]) != arg:
         r.fail(f"expected {kind} {arg} (window, stride), found {layer['window']}, "
                f"{layer['stride']}")
+    if kind in ("con", "avg_pool", "max_pool"):
+        # DlibResNet assumes dlib's default padding: k // 2 at stride 1, none when strided.
+        size, stride = layer.get("kernel", layer.get("window")), layer["stride"]
+        want = tuple(0 if st != 1 else k // 2 for k, st in zip(size, stride))
+        if tuple(layer["padding"]) != want:
+            r.fail(f"{kind} padding {layer['padding']}, expected dlib's default {want}")
     if kind == "fc" and layer["num_outputs"] != arg:
         r.fail(f"expected fc with {arg} outputs, found {layer['num_outputs']}")
     _layer_trailer(r, has_params_grad=is_input or add_version == 2)

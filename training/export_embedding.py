@@ -7,14 +7,13 @@ function every tfface model uses), embedding size, whether outputs are L2-normal
 training data, the command line, steps and final metrics.
 """
 
-import sys
 import time
 from pathlib import Path
 
 import keras
 
 from tfface.core.preprocess import preprocessing_card
-from training.config import to_dict, write_json_atomic
+from training.config import command_line, to_dict, write_json_atomic
 
 MODEL_FILE = "embedding.keras"
 CARD_FILE = "embedding.json"
@@ -58,7 +57,7 @@ def save_embedding_model(backbone, out_dir, *, program, cfg, data_info, result=N
         "normalized": False,
         "similarity": "cosine (L2-normalise the outputs first)",
         "data": data_info,
-        "command_line": [Path(sys.argv[0]).name] + sys.argv[1:],
+        "command_line": command_line(),
         "config": to_dict(cfg),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),

@@ -11,7 +11,7 @@ import math
 import keras
 from keras import layers, ops
 
-# Presets as in insightface's configs: (m1, m2, m3) and whether the head is cosine-normalised.
+# Margins (m1, m2, m3) as in insightface's configs; "softmax" (plain Dense) is from_preset's.
 MARGIN_PRESETS = {
     "arcface": {"m1": 1.0, "m2": 0.5, "m3": 0.0},
     "cosface": {"m1": 1.0, "m2": 0.0, "m3": 0.35},
@@ -59,8 +59,8 @@ def margin_target_logit(cos_theta, m1, m2, m3, easy_margin=False):
     else:
         theta = ops.arccos(ops.clip(cos_theta, -1.0 + COS_CLIP, 1.0 - COS_CLIP))
         target = ops.cos(m1 * theta + m2)
-        theta_max = (math.pi - m2) / m1
-        threshold = math.cos(theta_max) if theta_max < math.pi else -2.0
+        theta_max = (math.pi - m2) / m1  # < pi, as m1 > 1
+        threshold = math.cos(theta_max)
         # Continuous at theta_max, where cos(m1 * theta + m2) = -1.
         fallback = cos_theta - (1.0 + threshold)
     if easy_margin:
@@ -89,6 +89,7 @@ class CombinedMarginHead(layers.Layer):
         kernel_initializer: initializer of the (D, num_classes) class centres.
 
     Inputs: [embeddings float (N, D), labels int (N,) or (N, 1)], or embeddings alone.
+        A negative label (an unlabelled sample) gets no margin.
     Output: float32 logits (N, num_classes).
     """
 

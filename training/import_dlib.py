@@ -38,8 +38,15 @@ LICENSE = ("Public domain / CC0 1.0 Universal (Davis King's dlib-models; the "
 # Where MTCNN's 5 landmarks (left eye, right eye, nose tip, mouth left, mouth right) fall in
 # dlib's 150x150 chip (5-point shape predictor, get_face_chip padding 0.25): the mean over
 # CelebA training images of MTCNN landmarks mapped through dlib's own image->chip transform.
-# Re-derive with ``python -m training.dlib_template``; see its docstring.
-DLIB_CHIP_TEMPLATE_150 = None
+# Derived from 249 CelebA images (dlib 20.0.1): ``training/dlib_reference.py`` then
+# ``python -m training.dlib_template``; per-point spread 2.5-8 px, see the model card.
+DLIB_CHIP_TEMPLATE_150 = (
+    (47.1714, 44.3773),
+    (99.8076, 43.8188),
+    (72.4179, 76.8287),
+    (49.5264, 101.2642),
+    (97.3547, 100.6746),
+)
 
 
 def find_dat(path=None):
@@ -108,6 +115,40 @@ def compare(ours, dlib_desc):
     return out
 
 
+def teacher_threshold(path, seed=0):
+    """Cosine threshold of best accuracy on pairs of dlib's own descriptors of a labelled
+    training set (``teacher/celeba.npz``: ``path`` <set>/<identity>/<file>, ``emb``): every
+    same-identity pair and as many random different-identity pairs. The imported model
+    reproduces these descriptors (see the parity numbers), so no inference is needed."""
+    from eval.metrics import best_threshold
+
+    try:
+        data = np.load(path)
+        emb, paths = np.asarray(data["emb"], np.float64), [str(p) for p in data["path"]]
+    except (OSError, KeyError, ValueError) as err:
+        raise DataError(f"cannot read teacher descriptors {path}: {err}") from err
+    ids = np.array([Path(p).parent.name for p in paths])
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    left, right = [], []
+    for ident in np.unique(ids):
+        idx = np.flatnonzero(ids == ident)
+        a, b = np.triu_indices(len(idx), 1)
+        left.append(idx[a])
+        right.append(idx[b])
+    left, right = np.concatenate(left), np.concatenate(right)
+    rng = np.random.default_rng(seed)
+    n = len(left)
+    dl, dr = rng.integers(0, len(ids), 3 * n), rng.integers(0, len(ids), 3 * n)
+    keep = ids[dl] != ids[dr]
+    dl, dr = dl[keep][:n], dr[keep][:n]
+    scores = np.concatenate([np.sum(unit[left] * unit[right], 1),
+                             np.sum(unit[dl] * unit[dr], 1)])
+    issame = np.concatenate([np.ones(n, bool), np.zeros(len(dl), bool)])
+    thr, acc = best_threshold(scores, issame)
+    return {"cosine": round(thr, 6), "accuracy": acc, "pairs": int(len(scores)),
+            "calibrated_on": f"dlib descriptors of {Path(path).name} (training identities)"}
+
+
 def keras_card(model, net, dat, template, parity):
     return {
         "format": CARD_FORMAT,
@@ -127,7 +168,7 @@ def keras_card(model, net, dat, template, parity):
                   "preprocessing": preprocessing_card(),
                   "dlib_preprocessing": {
                       "formula": "(x - mean_rgb) / 256 on 0..255 RGB",
-                      "mean_rgb": [float(v) for v in net["input"]["mean_rgb"]],
+                      "mean_rgb": [round(float(v), 4) for v in net["input"]["mean_rgb"]],
                       "note": "folded into the first convolution; feed (x - 127.5) / 128"}},
         "output": {"name": "embedding", "dtype": "float32", "embedding_size": 128,
                    "l2_normalized": False,
@@ -161,21 +202,29 @@ def build_parser():
     p.add_argument("--template", default=None,
                    help="JSON file with a 5x2 'template_150' (from training.dlib_template) "
                         "to put in the cards instead of the built-in one")
+    p.add_argument("--calib-teacher", default=None,
+                   help="teacher .npz of dlib descriptors with identity folders (e.g. "
+                        "../shared/data/teacher/celeba.npz) to set the cards' cosine threshold")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
-def _tflite_parity(out, variants, chips, ref):
+def _update_tflite_cards(out, variants, refs, threshold):
+    """Adds dlib parity, the licence and the threshold to each TFLite variant's card."""
     from tflite.embedder import TFLiteEmbedder
 
     results = {}
     for variant in variants:
         path = out / f"{NAME}_{variant}.tflite"
-        emb = TFLiteEmbedder(path)
-        results[variant] = compare(emb(chips), ref)
         card = read_card(path)
-        card.setdefault("parity", {})["dlib"] = results[variant]
+        if refs is not None:
+            results[variant] = compare(TFLiteEmbedder(path)(refs[0]), refs[1])
+            card.setdefault("parity", {})["dlib"] = results[variant]
+        if threshold is not None:
+            card["threshold"] = threshold
         card["license"] = LICENSE
+        card["source"] = {"model": "dlib_face_recognition_resnet_model_v1",
+                          "package": "face_recognition_models 0.3.0 (PyPI)"}
         write_json_atomic(path.with_suffix(".json"), card)
     return results
 
@@ -199,6 +248,7 @@ def run(args):
         if template.shape != (5, 2):
             raise DataError(f"{args.template}: template_150 must be 5x2; got {template.shape}")
 
+    threshold = teacher_threshold(args.calib_teacher) if args.calib_teacher else None
     refs = None
     parity = {}
     if args.references.lower() != "none":
@@ -212,6 +262,8 @@ def run(args):
     keras_path = out / f"{NAME}.keras"
     model.save(keras_path)
     card = keras_card(model, net, dat, template, parity)
+    if threshold is not None:
+        card["threshold"] = threshold
     write_json_atomic(keras_path.with_suffix(".json"), card)
     print(f"{PROG}: wrote {keras_path} ({keras_path.stat().st_size / 1e6:.1f} MB)")
     # tfface-export reloads the .keras; a second live copy of the same variables in this
@@ -233,10 +285,9 @@ def run(args):
             argv += ["--representative", args.representative]
         if export_main(argv) != 0:
             raise ModelError("TFLite export failed (see the message above)")
-        if refs is not None:
-            for variant, res in _tflite_parity(out, variants, *refs).items():
-                parity[f"tflite_{variant}"] = res
-                print(f"{PROG}: TFLite {variant} vs dlib: {res}", file=sys.stderr)
+        for variant, res in _update_tflite_cards(out, variants, refs, threshold).items():
+            parity[f"tflite_{variant}"] = res
+            print(f"{PROG}: TFLite {variant} vs dlib: {res}", file=sys.stderr)
         card["parity"] = {"dlib": parity}
         write_json_atomic(keras_path.with_suffix(".json"), card)
 

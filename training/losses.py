@@ -139,7 +139,8 @@ def distillation_loss(student, teacher, kind="cosine"):
         float32 scalar.
     """
     if kind not in DISTILLATION_KINDS:
-        raise ValueError(f"unknown distillation kind {kind!r}; choose from {sorted(DISTILLATION_KINDS)}")
+        raise ValueError(
+            f"unknown distillation kind {kind!r}; choose from {sorted(DISTILLATION_KINDS)}")
     s = ops.cast(student, "float32")
     t = ops.cast(teacher, "float32")
     if kind == "l2":

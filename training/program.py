@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from tfface.errors import TFFaceError
+from training import config as config_mod
 from training.config import apply_backend, build_parser, config_from_args
 
 
@@ -20,6 +21,8 @@ def run_main(cls, prog, description, train, argv=None):
     """
     parser = build_parser(cls, prog, description)
     args = parser.parse_args(argv)
+    # Recorded in config.json and the model card.
+    config_mod.COMMAND_LINE[:] = prog.split() + list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = config_from_args(cls, args)
         apply_backend(cfg.backend)
@@ -67,7 +70,7 @@ def make_pipeline(cfg, source, image_size, sampler=None, targets=None, check=Tru
                         cache=bool(cfg.cache), check=check)
 
 
-def train_data(pipeline, to_xy, info):
+def train_data(pipeline, to_xy, info, steps_per_epoch=0):
     """Wrap a pipeline as :class:`training.trainer.TrainData`.
 
     Args:
@@ -75,6 +78,7 @@ def train_data(pipeline, to_xy, info):
         to_xy: maps one batch tuple (images, labels[, targets]) to the ``(x, y)`` the model
             trains on; must work on numpy arrays and on tf tensors.
         info: data description for the model card.
+        steps_per_epoch: ``--steps-per-epoch``; 0 = one pass of the pipeline.
 
     The stream of each ``fit`` call starts at (epoch, skip) and does not end, so an epoch that
     lost a batch to unreadable images still has its full number of steps.
@@ -92,7 +96,8 @@ def train_data(pipeline, to_xy, info):
 
     info = {**info, "images": len(pipeline.source), "batch_size": pipeline.batch_size,
             "augment": pipeline.augment.to_dict() if pipeline.augment.enabled else None}
-    return TrainData(pipeline.steps_per_epoch, batches, info, pipeline.skipped)
+    steps = steps_per_epoch or pipeline.steps_per_epoch
+    return TrainData(steps, batches, info, pipeline.skipped)
 
 
 def load_verification_pairs(cfg, size):

@@ -145,11 +145,11 @@ def make_schedule(cfg, total_steps, steps_per_epoch):
     """
     if cfg.lr_schedule not in SCHEDULES:
         raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}; choose from {SCHEDULES}")
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
     warmup = min(warmup, max(total_steps - 1, 0))
     if cfg.lr_schedule == "cosine":
         return WarmupCosine(cfg.lr, total_steps, warmup, cfg.min_lr_ratio)
     if cfg.lr_schedule == "piecewise":
-        bounds = sorted({max(int(round(m * total_steps)), warmup + 1) for m in cfg.lr_milestones})
+        bounds = sorted({max(round(m * total_steps), warmup + 1) for m in cfg.lr_milestones})
         return WarmupPiecewise(cfg.lr, bounds, cfg.lr_decay, warmup)
     return WarmupPiecewise(cfg.lr, [], 1.0, warmup)

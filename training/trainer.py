@@ -21,9 +21,10 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -158,7 +159,7 @@ def fit(cfg, model, data, *, program, embedder=None, pair_set=None, pair_images=
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     spe = int(data.steps_per_epoch)
-    total, epochs = plan_steps(cfg, spe)
+    total, _ = plan_steps(cfg, spe)
     save_config(cfg, out, program, {"env": cb.env_info(), "steps_per_epoch": spe,
                                     "total_steps": total, **(config_extra or {})})
 

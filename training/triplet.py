@@ -66,7 +66,7 @@ def train(cfg):
     pipeline = program.make_pipeline(cfg, source, size, sampler=sampler)
     info = {"source": str(cfg.data), "kind": source.kind, "identities": source.num_classes,
             "P": p, "K": k}
-    data = program.train_data(pipeline, lambda x, y: (x, y), info)
+    data = program.train_data(pipeline, lambda x, y: (x, y), info, cfg.steps_per_epoch)
     total, _ = trainer.plan_steps(cfg, data.steps_per_epoch)
 
     scope, replicas = trainer.device_scope()

@@ -33,6 +33,7 @@ def test_read_lfw_pairs(tmp_path):
                       os.path.join(root, "Dave", "Dave_0001.jpg"), False)
     assert [s for *_, s in got] == [True, True, False, False] * 2
     ps = pairs.load_lfw_pairs(p, tmp_path / "img")
+    assert ps.name == tmp_path.name  # pairs.txt: named after its folder
     # Folds are the file's blocks of 2 x 2 pairs, not random.
     np.testing.assert_array_equal(ps.folds, [0, 0, 0, 0, 1, 1, 1, 1])
     assert ps.pair_keys() == got

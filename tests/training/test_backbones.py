@@ -152,6 +152,23 @@ def test_registry_and_argument_errors():
         get_backbone("mobileid", embedding_size=0)
 
 
+def test_backbone_under_mixed_precision():
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 64, 64, 3)).astype(np.float32)
+    full = get_backbone("mobileid", input_shape=(64, 64, 3))
+    _randomize(full)
+    ref = np.asarray(L2Normalize()(full(x, training=False)))
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = get_backbone("mobileid", input_shape=(64, 64, 3))
+        half.set_weights(full.get_weights())
+        out = L2Normalize()(half(x, training=False))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(out), axis=1), 1.0, atol=1e-5)
+    assert np.all(np.sum(np.asarray(out) * ref, axis=1) > 0.999)  # cosine to float32
+
+
 # --- L2Normalize -------------------------------------------------------------------------
 
 def test_l2_normalize_matches_numpy_and_round_trips():

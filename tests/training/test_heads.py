@@ -38,8 +38,8 @@ def ref_logits(x, w, labels, scale, m1, m2, m3, easy_margin=False, normalize=Tru
 
 
 def _head_params(head):
-    return dict(scale=head.scale, m1=head.m1, m2=head.m2, m3=head.m3,
-                easy_margin=head.easy_margin, normalize=head.normalize)
+    return {"scale": head.scale, "m1": head.m1, "m2": head.m2, "m3": head.m3,
+            "easy_margin": head.easy_margin, "normalize": head.normalize}
 
 
 def _data(n=12, dim=8, classes=5, seed=0):
@@ -90,6 +90,18 @@ def test_margins_penalise_only_the_target_logit():
     target[np.arange(len(labels)), labels] = True
     np.testing.assert_allclose(a[~target], p[~target], atol=1e-4)
     assert np.all(a[target] < p[target])
+
+
+def test_negative_label_gets_no_margin():
+    x, labels = _data(seed=12)
+    labels[:3] = -1
+    head = _built_head(CombinedMarginHead.from_preset("arcface", 5), x, labels)
+    w = np.asarray(head.kernel)
+    got = np.asarray(head([x, labels])) / 64.0
+    plain = ref_logits(x, w, labels[:0], 64.0, 1.0, 0.0, 0.0) / 64.0
+    np.testing.assert_allclose(got[:3], plain[:3], atol=1e-5)
+    ref = ref_logits(x[3:], w, labels[3:], 64.0, 1.0, 0.5, 0.0) / 64.0
+    np.testing.assert_allclose(got[3:], ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -33,7 +33,7 @@ def _pytest_on_jax(*selection):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection,
            *[str(HERE / name) for name in MODULES]]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=3600)
+                            timeout=3600, check=False)
     tail = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, f"JAX backend run failed:\n{tail}"
     assert " passed" in result.stdout and " failed" not in result.stdout, tail

@@ -95,7 +95,7 @@ def test_arcface_multihead_runs(toy, tmp_path):
     assert arcface.main(argv) == 0
     metrics = json.loads((out / "embedding.json").read_text())["final_metrics"]
     assert np.isfinite(metrics["loss"])
-    assert len([k for k in metrics if k.endswith("accuracy")]) == 2  # one per sub-head
+    assert len([k for k in metrics if "accuracy" in k]) == 2  # one per sub-head
 
 
 def test_triplet_loss_falls(tmp_path):
@@ -146,8 +146,8 @@ def test_bad_data_is_one_error_line(tmp_path, capsys):
     code = arcface.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == [f"python -m training.arcface: error: --data {str(tmp_path / 'missing')!r} "
-                   "does not exist"]
+    missing = str(tmp_path / "missing")
+    assert err == [f"python -m training.arcface: error: --data {missing!r} does not exist"]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert triplet.main(["--data", str(empty), "--out", str(tmp_path / "o2")]) == 2

@@ -55,6 +55,8 @@ def build_parser():
     p.add_argument("--calib-pairs", default=None,
                    help="pairs to calibrate the threshold on (not the evaluation set)")
     p.add_argument("--calib-images", default=None, help="image root of --calib-pairs")
+    p.add_argument("--calib-aligned", action="store_true",
+                   help="--calib-pairs images are already aligned crops (no detection)")
     p.add_argument("--policy", choices=("central", "largest"), default="central",
                    help="face chosen in pair photos")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -88,12 +90,17 @@ def pair_scores(emb, ps):
     return np.sum(emb[ps.left] * emb[ps.right], axis=1)
 
 
-def load_pair_crops(pairs, images, size, policy):
+def load_pair_crops(pairs, images, size, policy, aligned=False):
     """(PairSet, crops) with the eval module's aligner and crop cache."""
     from eval.align_cache import AlignedCropCache, default_cache_dir
     from eval.pairs import load_pairs
 
     ps = load_pairs(pairs, images)
+    if aligned:
+        from eval.verification import _load_aligned_folder
+
+        crops, _ = _load_aligned_folder(ps.keys, size, True)
+        return ps, crops, {"source": "pre-aligned crops"}
     if ps.kind == "bin":
         from eval.verification import _decode_bin_images
 
@@ -193,7 +200,8 @@ def run(args):
                            "alignment": info}
         report["keras"] = verification(k_emb, ps)
     if args.calib_pairs:
-        cps, ccrops, _ = load_pair_crops(args.calib_pairs, args.calib_images, size, args.policy)
+        cps, ccrops, _ = load_pair_crops(args.calib_pairs, args.calib_images, size, args.policy,
+                                         aligned=args.calib_aligned)
         calib_set = (cps, ccrops)
         report["keras_calibration"] = calibrate(keras_embeddings(norm, ccrops), cps)
 

@@ -97,8 +97,13 @@ def conv_bn(
         NHWC tensor.
     """
     if depthwise:
+        # He initialisation over the kxk taps of one channel: Keras counts the depthwise
+        # kernel's fan-in as k*k*C, so its default shrinks activations by ~sqrt(C) per layer.
         x = layers.DepthwiseConv2D(
-            kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_dw"
+            kernel_size, strides=strides, padding=padding, use_bias=False,
+            depthwise_initializer=keras.initializers.VarianceScaling(
+                2.0, "fan_out", "truncated_normal"),
+            name=f"{name}_dw",
         )(x)
     else:
         x = layers.Conv2D(

@@ -4,7 +4,7 @@ Real-Time Face Verification on Mobile Devices", arXiv:1804.07573), Table 1."""
 import keras
 from keras import layers
 
-from training.models.layers import activation_layer, check_activation, check_input_shape, conv_bn
+from training.models.layers import check_activation, check_input_shape, conv_bn
 
 # Table 1 of the paper: expansion factor t, output channels c, repeats n, first stride s.
 BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -51,7 +51,8 @@ class MobileFaceNet(keras.Model):
             raise ValueError(f"embedding_size must be >= 1; received {embedding_size}")
         check_activation(activation)
         if activation == "linear":
-            raise ValueError("MobileFaceNet activation must be 'prelu' or 'relu'; received 'linear'")
+            raise ValueError(
+                "MobileFaceNet activation must be 'prelu' or 'relu'; received 'linear'")
         shape = check_input_shape(input_shape, (112, 112, 3), 32, "mobilefacenet")
 
         inputs = keras.Input(shape=shape, name="image")
