@@ -115,7 +115,10 @@ class FaceVerifier:
             self.detector = make_detector(detector, num_threads=num_threads, min_score=min_score)
         # The card's landmark positions (in crop pixels) say where the model expects the
         # 5 points: the ArcFace template for our models, dlib's chip geometry for dlib's.
-        landmarks = (card.get("alignment") or {}).get("landmarks")
+        alignment = card.get("alignment") or {}
+        landmarks = alignment.get("landmarks")
+        if landmarks is None and isinstance(alignment.get("template"), list):
+            landmarks = alignment["template"]
         self.aligner = FaceAligner(self.detector, size=self.embedder.input_size,
                                    policy="largest",
                                    template=np.asarray(landmarks, np.float64) if landmarks

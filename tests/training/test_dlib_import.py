@@ -5,6 +5,7 @@ layers, and the shipped models against descriptors computed by dlib itself on co
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -286,6 +287,9 @@ def test_cli_reports_missing_dat(tmp_path, capsys):
 
 
 def dat_file():
+    """dlib's .dat: $TFFACE_DLIB_DAT, else the installed face_recognition_models package's."""
+    if os.environ.get("TFFACE_DLIB_DAT"):
+        return Path(os.environ["TFFACE_DLIB_DAT"])
     try:
         import face_recognition_models
     except ImportError:
