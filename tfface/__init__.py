@@ -6,10 +6,10 @@ only when a detector is created.
 
 __version__ = "0.1.0"
 
-from tfface.core.image import load_image  # noqa: E402
-from tfface.core.preprocess import normalize_face  # noqa: E402
-from tfface.core.template import ARCFACE_112, face_template, umeyama_similarity  # noqa: E402
-from tfface.errors import DataError, ImageError, ModelError, NoFaceError, TFFaceError  # noqa: E402
+from tfface.core.image import load_image
+from tfface.core.preprocess import normalize_face
+from tfface.core.template import ARCFACE_112, face_template, umeyama_similarity
+from tfface.errors import DataError, ImageError, ModelError, NoFaceError, TFFaceError
 
 __all__ = [
     "ARCFACE_112",

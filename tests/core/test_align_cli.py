@@ -10,10 +10,9 @@ import time
 
 import numpy as np
 
+from tests.conftest import ROOT
 from tfface.cli.align import main
 from tfface.core.image import load_image
-
-from tests.conftest import ROOT
 
 SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))
 

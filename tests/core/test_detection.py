@@ -4,12 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tfface.core.align import FaceAligner, warp_face
 from tfface.core.image import load_image
 from tfface.core.template import ARCFACE_112, alignment_matrix, transform_points
 from tfface.errors import NoFaceError
-
-from tests.conftest import ROOT
 
 SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))
 

@@ -8,10 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tfface.errors import DataError, ModelError
 from tfface.facebank import Facebank
-
-from tests.conftest import ROOT
 
 
 def unit(rng, n, d=16):

@@ -6,12 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tfface.cli.enroll import main as enroll
 from tfface.cli.identify import main as identify
 from tfface.cli.video import main as video
 from tfface.core.image import load_image
-
-from tests.conftest import ROOT
 
 S = {n: str(ROOT / "samples" / f"{n}.jpg") for n in
      ("person_a_1", "person_a_2", "person_b_1", "person_b_2")}

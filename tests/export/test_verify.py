@@ -7,10 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tfface.cli.verify import main
 from tfface.errors import ModelError
-
-from tests.conftest import ROOT
 
 A1, A2, B1 = (str(ROOT / "samples" / n) for n in ("person_a_1.jpg", "person_a_2.jpg",
                                                      "person_b_1.jpg"))

@@ -15,6 +15,7 @@ import time
 
 from tqdm import tqdm
 
+from tfface.cli.common import report_error
 from tfface.core.detection import POLICIES
 from tfface.errors import TFFaceError
 
@@ -195,17 +196,8 @@ def main(argv=None):
         parser.error("--workers must be at least 1")
     try:
         return run(args)
-    except TFFaceError as err:
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # noqa: BLE001 - a CLI reports, never dumps a traceback
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
-              "(run with --debug for the traceback)", file=sys.stderr)
-        return 2
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback (--debug shows it)
+        return report_error(PROG, err, args.debug)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run again to resume", file=sys.stderr)
         return 130

@@ -6,10 +6,10 @@ an image, bad model), with one line on stderr saying which.
 
 import argparse
 import json
-import sys
 import time
 
-from tfface.errors import NoFaceError, TFFaceError
+from tfface.cli.common import add_model_options, report_error
+from tfface.errors import NoFaceError
 
 PROG = "tfface-verify"
 
@@ -18,18 +18,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description="Compare the largest faces of two photos.")
     p.add_argument("image1")
     p.add_argument("image2")
-    p.add_argument("--model", default=None,
-                   help="model file (.tflite or .keras) or shipped model name "
-                   "(default, dlib-resnet, mobilefacenet-float16, ...); default: the shipped "
-                   "default model")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="cosine-similarity threshold (default: the model card's calibrated one)")
-    p.add_argument("--detector", choices=("auto", "tflite", "mtcnn"), default="auto",
-                   help="face detector: TensorFlow-free TFLite MTCNN (auto) or the mtcnn package")
-    p.add_argument("--threads", type=int, default=None, help="TFLite interpreter threads")
-    p.add_argument("--min-score", type=float, default=0.9, help="minimum face-detection score")
+    add_model_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
@@ -50,17 +40,8 @@ def main(argv=None):
                 raise NoFaceError(f"no face found in {path}") from err
         result = verifier.compare(embs[0], embs[1])
         done = time.perf_counter()
-    except TFFaceError as err:
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # noqa: BLE001 - a CLI reports, never dumps a traceback
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
-              "(run with --debug for the traceback)", file=sys.stderr)
-        return 2
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback (--debug shows it)
+        return report_error(PROG, err, args.debug)
     if args.json:
         print(json.dumps({"image1": args.image1, "image2": args.image2, **result.to_dict(),
                           "model": str(verifier.model_path),

@@ -9,12 +9,12 @@ threshold on pairs that are not the evaluation set.
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tfface.cli.common import report_error
 from tfface.core.image import load_image
 from tfface.core.preprocess import preprocessing_card
 from tfface.core.template import face_template
@@ -218,7 +218,7 @@ def run(args):
         if crops is not None:
             cos = np.sum(embedder(crops) * ref_emb, axis=1)
             entry["cosine_to_keras"] = {"mean": float(cos.mean()), "min": float(cos.min()),
-                                        "n_faces": int(len(cos))}
+                                        "n_faces": len(cos)}
         if eval_set is not None:
             ps, pcrops = eval_set
             entry["verification"] = verification(embedder(pcrops), ps)
@@ -251,17 +251,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except TFFaceError as err:
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # noqa: BLE001 - a CLI reports, never dumps a traceback
-        if args.debug:
-            raise
-        print(f"{PROG}: error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
-              "(run with --debug for the traceback)", file=sys.stderr)
-        return 2
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback (--debug shows it)
+        return report_error(PROG, err, args.debug)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def load_keras_embedding_model(path):
         raise ModelError(f"{path}: expected a .keras model")
     try:
         model = keras.saving.load_model(path, compile=False)
-    except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file
+    except Exception as err:
         raise ModelError(f"cannot load Keras model {path}: {str(err).splitlines()[0]}") from err
     shape = model.input_shape
     if isinstance(shape, list):
@@ -120,7 +120,7 @@ def convert(model, variant, representative=None, int8_input="int8"):
             conv.inference_output_type = tf.float32
         try:
             return conv.convert()
-        except Exception as err:  # noqa: BLE001 - converter errors are many and verbose
+        except Exception as err:
             raise ModelError(f"TFLite conversion ({variant}) failed: "
                              f"{str(err).strip().splitlines()[-1]}") from err
 
