@@ -33,4 +33,4 @@ $PY -m tfface.export.cli saved_models/mobilefacenet/mobilefacenet.keras \
   --out saved_models/mobilefacenet --variants float16,int8 \
   --representative "$WORK/distill_data/celeba" --num-representative 500 \
   --calib-pairs "$WORK/distill_data/holdout_pairs.csv" --calib-images "$WORK/distill_data/holdout" --calib-aligned \
-  --pairs "$DATA/lfw/pairs.txt" --images "$DATA/lfw/images"
+  --pairs "$DATA/lfw/pairs.txt" --images "$DATA/lfw/images" --cache "$WORK/lfw_cache"

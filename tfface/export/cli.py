@@ -59,6 +59,8 @@ def build_parser():
                    help="--calib-pairs images are already aligned crops (no detection)")
     p.add_argument("--policy", choices=("central", "largest"), default="central",
                    help="face chosen in pair photos")
+    p.add_argument("--cache", default=None,
+                   help="aligned-crop cache folder (default: tfface-eval's, ~/.cache/tfface)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -90,7 +92,7 @@ def pair_scores(emb, ps):
     return np.sum(emb[ps.left] * emb[ps.right], axis=1)
 
 
-def load_pair_crops(pairs, images, size, policy, aligned=False):
+def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None):
     """(PairSet, crops) with the eval module's aligner and crop cache."""
     from eval.align_cache import AlignedCropCache, default_cache_dir
     from eval.pairs import load_pairs
@@ -106,7 +108,7 @@ def load_pair_crops(pairs, images, size, policy, aligned=False):
 
         crops, _ = _decode_bin_images(ps, size, True)
         return ps, crops, {}
-    cache = AlignedCropCache(default_cache_dir(), size, policy)
+    cache = AlignedCropCache(cache_dir or default_cache_dir(), size, policy)
     crops, _statuses, stats = cache.align_all(ps.keys)
     info = stats.to_dict()
     info.pop("failures", None)
@@ -193,7 +195,8 @@ def run(args):
     eval_set = calib_set = None
     report = {"model": str(args.model), "input_size": list(size), "variants": {}}
     if args.pairs:
-        ps, pcrops, info = load_pair_crops(args.pairs, args.images, size, args.policy)
+        ps, pcrops, info = load_pair_crops(args.pairs, args.images, size, args.policy,
+                                           cache_dir=args.cache)
         eval_set = (ps, pcrops)
         k_emb = keras_embeddings(norm, pcrops)
         report["pairs"] = {"file": args.pairs, "name": ps.name, "n_pairs": ps.n_pairs,
