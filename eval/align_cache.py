@@ -109,7 +109,7 @@ class AlignedCropCache:
     """
 
     def __init__(self, cache_dir, size=112, policy="central", detector_factory=None,
-                 fallback_fraction=0.6, detector_name=None):
+                 fallback_fraction=0.6, detector_name=None, template=None):
         if policy not in CACHE_POLICIES:
             raise ValueError(f"unknown policy {policy!r}; choose from {list(CACHE_POLICIES)}")
         if not 0.05 <= fallback_fraction <= 1.0:
@@ -124,6 +124,8 @@ class AlignedCropCache:
             detector_name = (getattr(detector_factory, "__name__", "custom")
                              if detector_factory else "mtcnn")
         self._detector_tag = str(detector_name)
+        # A model with its own crop geometry (its card's 5 points); None = ArcFace template.
+        self.template = None if template is None else np.asarray(template, np.float64)
 
     @property
     def detector(self):
@@ -136,8 +138,10 @@ class AlignedCropCache:
         return self._detector
 
     def _settings(self):
+        tpl = "" if self.template is None else "|tpl:" + ",".join(
+            f"{v:.4f}" for v in self.template.reshape(-1))
         return (f"{self.size[0]}x{self.size[1]}|{self.policy}|{self.fallback_fraction}|"
-                f"{self._detector_tag}")
+                f"{self._detector_tag}{tpl}")
 
     def _entry(self, path):
         st = os.stat(path)
@@ -171,7 +175,8 @@ class AlignedCropCache:
         if not faces:
             return center_crop(rgb, self.size, self.fallback_fraction), "no_face", 0.0
         face = faces[0]
-        return warp_face(rgb, face.landmarks, self.size), "detected", float(face.score)
+        return (warp_face(rgb, face.landmarks, self.size, template=self.template), "detected",
+                float(face.score))
 
     def get(self, path):
         """Aligned crop of one photo.

@@ -74,7 +74,10 @@ def get_crops(pair_set, size, args):
         crops, statuses = _load_aligned_folder(pair_set.keys, size, progress)
         return crops, statuses, {"source": "pre-aligned image files (--aligned), resized"}
     cache_dir = None if args.no_cache else (args.cache or default_cache_dir())
-    cache = AlignedCropCache(cache_dir, size, args.policy)
+    from tfface.model_card import card_template, read_card
+
+    template = card_template(read_card(args.model))
+    cache = AlignedCropCache(cache_dir, size, args.policy, template=template)
     crops, statuses, stats = cache.align_all(pair_set.keys, progress=progress)
     info = {"source": "MTCNN detection + ArcFace-template alignment", "policy": args.policy,
             "crop_size": list(size), "cache_dir": cache_dir, **stats.to_dict()}

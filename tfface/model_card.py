@@ -73,3 +73,13 @@ def card_threshold(card, default=None):
     if isinstance(thr, dict):
         thr = thr.get("cosine")
     return float(thr) if thr is not None else default
+
+
+def card_template(card):
+    """The 5x2 landmark template (crop pixels) a model expects, or None for the ArcFace
+    template. Cards store it as ``alignment.landmarks`` or ``alignment.template`` (a list)."""
+    alignment = card.get("alignment") or {}
+    points = alignment.get("landmarks")
+    if points is None and isinstance(alignment.get("template"), list):
+        points = alignment["template"]
+    return points

@@ -13,7 +13,7 @@ import numpy as np
 from tfface.core.align import FaceAligner
 from tfface.core.image import describe_source, load_image
 from tfface.errors import ModelError
-from tfface.model_card import card_threshold, model_id
+from tfface.model_card import card_template, card_threshold, model_id
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("TFFACE_MODELS_DIR", PACKAGE_ROOT / "saved_models"))
@@ -115,10 +115,7 @@ class FaceVerifier:
             self.detector = make_detector(detector, num_threads=num_threads, min_score=min_score)
         # The card's landmark positions (in crop pixels) say where the model expects the
         # 5 points: the ArcFace template for our models, dlib's chip geometry for dlib's.
-        alignment = card.get("alignment") or {}
-        landmarks = alignment.get("landmarks")
-        if landmarks is None and isinstance(alignment.get("template"), list):
-            landmarks = alignment["template"]
+        landmarks = card_template(card)
         self.aligner = FaceAligner(self.detector, size=self.embedder.input_size,
                                    policy="largest",
                                    template=np.asarray(landmarks, np.float64) if landmarks

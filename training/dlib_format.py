@@ -202,7 +202,8 @@ def _read_fc(r):
         r.fail(f"fc layer version {version!r}")
     num_outputs, num_inputs = r.int(), r.int()
     params = r.tensor()
-    weights_shape, bias_shape = r.alias_tensor(), r.alias_tensor()
+    weights_shape = r.alias_tensor()
+    r.alias_tensor()  # biases (empty for fc_no_bias)
     bias_mode = r.int()
     for _ in range(4):
         r.float()

@@ -150,8 +150,8 @@ def test_config_round_trip_and_reload(tmp_path):
     np.testing.assert_allclose(again(x), model(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [dict(embedding_size=0), dict(input_shape=(32, 32, 3)),
-                                 dict(input_shape=(150, 150, 1))])
+@pytest.mark.parametrize("bad", [{"embedding_size": 0}, {"input_shape": (32, 32, 3)},
+                                 {"input_shape": (150, 150, 1)}])
 def test_architecture_rejects_bad_options(bad):
     with pytest.raises(ValueError):
         DlibResNet(**bad)
@@ -314,9 +314,8 @@ def test_import_from_dat_matches_dlib(tmp_path):
 def test_template_reproduces_dlib_chip(shared_data, mtcnn_detector):
     """MTCNN + the card's template on the fixtures' source photos gives chips whose
     descriptors agree with dlib's on its own chips."""
-    from tfface.core.align import warp_face
-
     import training.models.dlib_resnet  # noqa: F401
+    from tfface.core.align import warp_face
 
     card = json.loads((SHIPPED / "dlib_resnet.json").read_text())
     template = np.asarray(card["alignment"]["template"])

@@ -29,7 +29,13 @@ from tfface.export.convert import (
     load_keras_embedding_model,
     normalized_model,
 )
-from tfface.model_card import CARD_FORMAT, read_card, sha256_file, write_json_atomic
+from tfface.model_card import (
+    CARD_FORMAT,
+    card_template,
+    read_card,
+    sha256_file,
+    write_json_atomic,
+)
 
 PROG = "tfface-export"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -92,7 +98,7 @@ def pair_scores(emb, ps):
     return np.sum(emb[ps.left] * emb[ps.right], axis=1)
 
 
-def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None):
+def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None, template=None):
     """(PairSet, crops) with the eval module's aligner and crop cache."""
     from eval.align_cache import AlignedCropCache, default_cache_dir
     from eval.pairs import load_pairs
@@ -108,7 +114,7 @@ def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None):
 
         crops, _ = _decode_bin_images(ps, size, True)
         return ps, crops, {}
-    cache = AlignedCropCache(cache_dir or default_cache_dir(), size, policy)
+    cache = AlignedCropCache(cache_dir or default_cache_dir(), size, policy, template=template)
     crops, _statuses, stats = cache.align_all(ps.keys)
     info = stats.to_dict()
     info.pop("failures", None)
@@ -196,7 +202,8 @@ def run(args):
     report = {"model": str(args.model), "input_size": list(size), "variants": {}}
     if args.pairs:
         ps, pcrops, info = load_pair_crops(args.pairs, args.images, size, args.policy,
-                                           cache_dir=args.cache)
+                                           cache_dir=args.cache,
+                                           template=card_template(source_card))
         eval_set = (ps, pcrops)
         k_emb = keras_embeddings(norm, pcrops)
         report["pairs"] = {"file": args.pairs, "name": ps.name, "n_pairs": ps.n_pairs,
@@ -204,7 +211,8 @@ def run(args):
         report["keras"] = verification(k_emb, ps)
     if args.calib_pairs:
         cps, ccrops, _ = load_pair_crops(args.calib_pairs, args.calib_images, size, args.policy,
-                                         aligned=args.calib_aligned)
+                                         aligned=args.calib_aligned, cache_dir=args.cache,
+                                         template=card_template(source_card))
         calib_set = (cps, ccrops)
         report["keras_calibration"] = calibrate(keras_embeddings(norm, ccrops), cps)
 

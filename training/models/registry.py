@@ -1,11 +1,13 @@
 """Backbone registry: `get_backbone("mobilefacenet", embedding_size=128)`."""
 
+from training.models.dlib_resnet import DlibResNet
 from training.models.inception_resnet_v1 import InceptionResNetV1
 from training.models.ir_se50 import IRSE50
 from training.models.mobilefacenet import MobileFaceNet
 from training.models.mobileid import MobileID
 
 BACKBONES = {
+    "dlib_resnet": DlibResNet,
     "inception_resnet_v1": InceptionResNetV1,
     "ir_se50": IRSE50,
     "mobilefacenet": MobileFaceNet,
@@ -19,9 +21,11 @@ def get_backbone(name, embedding_size=None, input_shape=None, **kwargs):
     Args:
         name: one of BACKBONES ("inception_resnet_v1", "ir_se50", "mobilefacenet", "mobileid").
         embedding_size: embedding length; None keeps the model's published default
-            (mobilefacenet 128, mobileid 128, inception_resnet_v1 512, ir_se50 512).
+            (mobilefacenet 128, mobileid 128, inception_resnet_v1 512, ir_se50 512,
+            dlib_resnet 128).
         input_shape: (height, width, 3); None keeps the model's default
-            (160x160 for inception_resnet_v1, 112x112 for the others).
+            (160x160 for inception_resnet_v1, 150x150 for dlib_resnet, 112x112 for the
+            others).
         **kwargs: model options, e.g. `activation="relu"` for mobilefacenet.
 
     Returns:
