@@ -139,7 +139,8 @@ def test_big_output_shapes(name, shape, emb):
 
 
 def test_registry_and_argument_errors():
-    assert sorted(BACKBONES) == ["inception_resnet_v1", "ir_se50", "mobilefacenet", "mobileid"]
+    assert sorted(BACKBONES) == ["dlib_resnet", "inception_resnet_v1", "ir_se50", "mobilefacenet",
+                               "mobileid"]
     with pytest.raises(ValueError, match=r"unknown backbone 'resnet'; choose from \["):
         get_backbone("resnet")
     with pytest.raises(ValueError, match="input_shape must be"):
