@@ -91,7 +91,7 @@ class Facebank:
         self._bind(model_id, embedding_size)
         self._cache_version = None
         self._own_writes = 0
-        self._names = []
+        self._names = ()
         self._matrix = np.zeros((0, 0), np.float32)
 
     # --- metadata ------------------------------------------------------------------------------
@@ -214,15 +214,15 @@ class Facebank:
             return
         rows = self.conn.execute(
             "SELECT name, mean FROM identities WHERE mean IS NOT NULL ORDER BY id").fetchall()
-        self._names = [r[0] for r in rows]
+        self._names = tuple(r[0] for r in rows)
         self._matrix = (np.stack([np.frombuffer(r[1], np.float32) for r in rows])
                         if rows else np.zeros((0, self.embedding_size or 0), np.float32))
         self._cache_version = version
 
     def load_matrix(self):
-        """(names, float32 (N, D) unit means) of all identities."""
+        """(names tuple, float32 (N, D) unit means) of all identities (shared, do not modify)."""
         self._refresh()
-        return list(self._names), self._matrix
+        return self._names, self._matrix
 
     def search(self, queries, threshold):
         """Best identity for each query embedding (N, D) or (D,): a list of :class:`Match`."""
@@ -236,7 +236,8 @@ class Facebank:
         if matrix.shape[1] != q.shape[1]:
             raise ModelError(f"query embeddings are {q.shape[1]}-d; facebank holds "
                              f"{matrix.shape[1]}-d")
-        sims = q @ matrix.T
+        # One query: a matrix-vector product (GEMV) reads the means once and beats the GEMM.
+        sims = (matrix @ q[0])[None] if len(q) == 1 else q @ matrix.T
         best = np.argmax(sims, axis=1)
         out = []
         for i, j in enumerate(best):
