@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 MODEL = ROOT / "saved_models" / "dlib_resnet" / "dlib_resnet_int8.tflite"
 
 
-def people(celeba, n_known=5, n_unknown=5, min_images=6):
+def people(celeba, n_known=5, n_unknown=10, min_images=6):
     ids = sorted(d for d in celeba.iterdir() if d.is_dir()
                  and len(list(d.glob("*.jpg"))) >= min_images)
     # spread over the set; deterministic
@@ -53,6 +53,7 @@ def test_enroll_identify_reject(shared_data, tmp_path, capsys):
         else:
             right_known += best["name"] == truth[r["image"]]
     n_known, n_unknown = 2 * len(known), 2 * len(unknown)
-    print("known", right_known, n_known, "unknown", right_unknown, n_unknown)
     assert right_known >= 0.8 * n_known, (right_known, n_known)
-    assert right_unknown >= 0.8 * n_unknown, (right_unknown, n_unknown)
+    # At the card's 1:1 threshold (EER about 4.5% per pair on held-out CelebA), a stranger
+    # compared with 5 enrolled people is falsely accepted about 1 - 0.955**5 = 20% of the time.
+    assert right_unknown >= 0.65 * n_unknown, (right_unknown, n_unknown)
