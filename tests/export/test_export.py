@@ -77,3 +77,21 @@ def test_errors(tmp_path, capsys, exported):
     assert "--representative" in capsys.readouterr().err
     assert main([model, "--out", str(tmp_path), "--variants", "float64"]) == 2
     assert "unknown variant" in capsys.readouterr().err
+
+
+def test_uint8_input_variant(exported, aligned_dir, tmp_path):
+    """A uint8-input full-int8 model: the runtime quantises with the tensor's parameters."""
+    import keras
+
+    from tflite.embedder import TFLiteEmbedder
+
+    assert main([str(exported / "tiny.keras"), "--out", str(tmp_path), "--variants", "int8",
+                 "--int8-input", "uint8", "--representative", str(aligned_dir)]) == 0
+    emb = TFLiteEmbedder(tmp_path / "tiny_int8.tflite")
+    assert emb.input_dtype == "uint8"
+    card = json.loads((tmp_path / "tiny_int8.json").read_text())
+    assert card["input"]["dtype"] == "uint8" and card["int8_input"] == "uint8"
+    crops = crops_of(aligned_dir)
+    ref = np.asarray(keras.saving.load_model(exported / "tiny.keras")(normalize_face(crops)))
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    assert np.sum(emb(crops) * ref, axis=1).min() > 0.98
