@@ -11,6 +11,7 @@ The interpreter comes from the first of these that is installed:
 quantization of int8/uint8 inputs and outputs from each tensor's quantization parameters.
 """
 
+import contextlib
 import importlib
 import numbers
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tfface.errors import ModelError
+from tfface.quiet import silenced_stderr
 
 # (module to import, dotted attribute path of the Interpreter class), in order of preference.
 # TensorFlow's public ``tf.lite`` is an attribute of the ``tensorflow`` module, not an
@@ -182,6 +184,7 @@ class TFLiteModel:
         self.signature = signature
         self._runner = None
         self._allocated = False
+        self._seen_shapes = set()
         if signature is not None:
             self._runner = self.interpreter.get_signature_runner(signature)
             self._inputs = dict(self._runner.get_input_details())
@@ -251,11 +254,18 @@ class TFLiteModel:
             raise ModelError(f"{self.path.name}: inputs are {self.input_names}; "
                              f"received {sorted(inputs)}")
         feed = {name: self._prepare(name, value) for name, value in inputs.items()}
+        shapes = tuple((name, value.shape) for name, value in sorted(feed.items()))
+        # The runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate" to stderr when it
+        # (re)allocates for new input shapes; keep CLI output to results and real errors
+        # (errors still arrive as exceptions with their message).
+        quiet = silenced_stderr() if shapes not in self._seen_shapes else contextlib.nullcontext()
         try:
-            if self._runner is not None:
-                raw = self._runner(**feed)
-            else:
-                raw = self._invoke_tensors(feed)
+            with quiet:
+                if self._runner is not None:
+                    raw = self._runner(**feed)
+                else:
+                    raw = self._invoke_tensors(feed)
+            self._seen_shapes.add(shapes)
         except (ValueError, RuntimeError) as err:
             shapes = {name: value.shape for name, value in feed.items()}
             raise ModelError(f"{self.path.name}: inference failed for inputs {shapes}: "
