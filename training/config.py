@@ -135,6 +135,10 @@ class DistillConfig(CommonConfig):
     backbone: str = opt("mobileid", "student backbone (training.models.get_backbone name)")
     teacher: tuple = opt((), "teacher embedding files (.npz with path, emb, emb_flip); paths "
                          "in them are relative to --data", nargs="+", metavar="NPZ")
+    teacher_model: str = opt("", "teacher model (.tflite or .keras with its JSON card, e.g. "
+                             "saved_models/dlib_resnet/dlib_resnet_int8.tflite): targets "
+                             "computed on the fly from each augmented crop, for any face folder "
+                             "under --data, instead of --teacher files", metavar="FILE")
     distill_loss: str = opt("cosine", "distance between student and centred teacher embedding",
                             choices=("cosine", "l2"))
     projection: str = opt("auto", "linear projection from student to teacher dimension: auto = "

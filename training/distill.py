@@ -10,6 +10,10 @@ can sit on the centroid with a small loss. A mirrored training image is matched 
 teacher's ``emb_flip``. A linear projection maps the student to the teacher's size when the
 two differ; ``--arcface-weight`` adds an ArcFace term on images whose parent folder names an
 identity (``celeba/<id>/x.jpg``; flat folders such as ``utkface/`` are unlabelled).
+
+With ``--teacher-model FILE`` (e.g. the imported dlib ResNet) there are no ``.npz`` files: the
+teacher embeds every augmented training crop on the fly (:mod:`training.teacher_model`), so
+any folder of aligned face crops under ``--data`` can be used, with any augmentation.
 """
 
 import glob
@@ -91,6 +95,70 @@ def build_model(cfg, backbone, teacher_dim, num_classes):
         project
 
 
+class _TeacherStats:
+    """What the rest of training needs to know of an on-the-fly teacher."""
+
+    def __init__(self, dim, mean, rows):
+        self.dim, self.mean, self.rows = dim, mean, rows
+
+    def __len__(self):
+        return self.rows
+
+
+def on_the_fly_setup(cfg, size, with_ce):
+    """Source, labels, teacher stats, pipeline, info and ``to_xy`` for ``--teacher-model``:
+    targets are the teacher's embeddings of each augmented batch (see training.teacher_model),
+    centred by the teacher's mean over (up to 512) un-augmented training images."""
+    import numpy as np
+
+    from tfface.core.image import load_image
+    from tfface.core.preprocess import normalize_face
+    from tfface.errors import DataError
+    from training import program
+    from training.data.folders import IMAGE_EXTENSIONS, ImageList
+    from training.data.sources import FolderSource
+    from training.teacher_model import OnTheFlyTeacher
+
+    root = os.path.abspath(cfg.data)
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(root, followlinks=True)
+                   for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise DataError(f"no images under {cfg.data}")
+    teacher = OnTheFlyTeacher(cfg.teacher_model, student_size=size)
+    labels, classes = identity_labels(paths, root)
+    rng = np.random.default_rng(cfg.seed)
+    probe = [paths[i] for i in sorted(rng.choice(len(paths), min(512, len(paths)),
+                                                 replace=False))]
+    import cv2
+
+    crops = [cv2.resize(load_image(p), (size, size), interpolation=cv2.INTER_AREA)
+             for p in probe]
+    mean = (teacher(normalize_face(np.stack(crops))).mean(axis=0) if cfg.center
+            else np.zeros(teacher.dim, np.float32)).astype(np.float32)
+    stats = _TeacherStats(teacher.dim, mean, len(probe))
+    source = FolderSource(ImageList(paths, labels, classes, root))
+    pipeline = program.make_pipeline(cfg, source, size)
+    info = {"source": str(cfg.data), "teacher": [os.path.abspath(cfg.teacher_model)],
+            **teacher.describe(), "centered": bool(cfg.center), "mean_from_images": len(probe),
+            "labelled_images": int((labels >= 0).sum()), "identities": len(classes)}
+
+    def targets_np(images):
+        return (teacher(images) - mean).astype(np.float32)
+
+    def to_xy(images, labels):
+        if isinstance(images, np.ndarray):
+            targets = targets_np(images)
+        else:  # a tf.data map: run the (numpy/TFLite) teacher through numpy_function
+            import tensorflow as tf
+
+            targets = tf.numpy_function(targets_np, [images], tf.float32)
+            targets.set_shape([None, teacher.dim])
+        y = {"distill": targets, "logits": labels} if with_ce else {"distill": targets}
+        return {"image": images, "label": labels}, y
+
+    return source, labels, classes, stats, pipeline, info, to_xy
+
+
 def train(cfg):
     import keras
     import numpy as np
@@ -105,26 +173,32 @@ def train(cfg):
 
     trainer.set_seed(cfg.seed)
     trainer.set_precision(cfg)
-    files = teacher_files(cfg)
-    teacher = load_teacher(files, cfg.data)
-    if cfg.center:
-        teacher = teacher.centered()
-    labels, classes = identity_labels(teacher.paths, os.path.abspath(cfg.data))
-    if cfg.arcface_weight > 0 and len(classes) < 2:
+    size = program.input_size(cfg, 112)
+    with_ce = cfg.arcface_weight > 0
+    if cfg.teacher_model:
+        source, labels, classes, teacher, pipeline, info, to_xy = on_the_fly_setup(
+            cfg, size, with_ce)
+        files = [cfg.teacher_model]
+    else:
+        files = teacher_files(cfg)
+        teacher = load_teacher(files, cfg.data)
+        if cfg.center:
+            teacher = teacher.centered()
+        labels, classes = identity_labels(teacher.paths, os.path.abspath(cfg.data))
+        source = FolderSource(ImageList(list(teacher.paths), labels, classes,
+                                        os.path.abspath(cfg.data)))
+        pipeline = program.make_pipeline(cfg, source, size, targets=teacher.targets())
+        info = {"source": str(cfg.data), "teacher": [os.path.abspath(f) for f in files],
+                "teacher_dim": teacher.dim, "centered": bool(cfg.center),
+                "labelled_images": int((labels >= 0).sum()), "identities": len(classes)}
+
+        def to_xy(images, labels, targets):
+            y = {"distill": targets, "logits": labels} if with_ce else {"distill": targets}
+            return {"image": images, "label": labels}, y
+
+    if with_ce and len(classes) < 2:
         raise DataError("--arcface-weight needs labelled images (<set>/<identity>/<file>) of "
                         f"at least 2 identities under {cfg.data}; found {len(classes)}")
-    source = FolderSource(ImageList(list(teacher.paths), labels, classes,
-                                    os.path.abspath(cfg.data)))
-    size = program.input_size(cfg, 112)
-    pipeline = program.make_pipeline(cfg, source, size, targets=teacher.targets())
-    info = {"source": str(cfg.data), "teacher": [os.path.abspath(f) for f in files],
-            "teacher_dim": teacher.dim, "centered": bool(cfg.center),
-            "labelled_images": int((labels >= 0).sum()), "identities": len(classes)}
-    with_ce = cfg.arcface_weight > 0
-
-    def to_xy(images, labels, targets):
-        y = {"distill": targets, "logits": labels} if with_ce else {"distill": targets}
-        return {"image": images, "label": labels}, y
 
     data = program.train_data(pipeline, to_xy, info, cfg.steps_per_epoch)
     total, _ = trainer.plan_steps(cfg, data.steps_per_epoch)
