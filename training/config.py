@@ -86,6 +86,10 @@ class CommonConfig:
                        "Keras' default. Printed at start and saved in config.json",
                        choices=("auto", "tensorflow", "jax"))
     progress: bool = opt(True, "tqdm progress bar on stderr")
+    init_weights: str = opt("", "start from the weights of this embedding model (the .keras of "
+                            "an earlier run with the same --backbone and options): fine-tuning "
+                            "or a longer schedule. A checkpoint in --out, when resuming, wins",
+                            metavar="FILE")
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,9 @@ def validate(cfg):
         raise DataError(f"--lr-milestones must be increasing fractions in (0, 1); received {ms}")
     if bool(cfg.pairs) != bool(cfg.pairs_images):
         raise DataError("--pairs and --pairs-images go together (a pairs file and its images)")
-    for name in ("data", "pairs", "pairs_images"):
+    if cfg.init_weights and not str(cfg.init_weights).endswith(".keras"):
+        raise DataError(f"--init-weights expects a .keras model; received {cfg.init_weights!r}")
+    for name in ("data", "pairs", "pairs_images", "init_weights"):
         value = getattr(cfg, name)
         if value and not os.path.exists(value):
             raise DataError(f"{_flag(name)} {value!r} does not exist")

@@ -48,7 +48,7 @@ def build_backbone(cfg, default_size=112):
 
     size = input_size(cfg, default_size)
     try:
-        return get_backbone(cfg.backbone, embedding_size=cfg.embedding_size,
+        backbone = get_backbone(cfg.backbone, embedding_size=cfg.embedding_size,
                             input_shape=(size, size, 3), **backbone_kwargs(cfg))
     except TypeError as err:
         raise TFFaceError(f"--backbone-options do not fit {cfg.backbone}: {err}") from err
@@ -56,6 +56,37 @@ def build_backbone(cfg, default_size=112):
         if isinstance(err, TFFaceError):
             raise
         raise TFFaceError(f"--backbone {cfg.backbone}: {err}") from err
+    if cfg.init_weights:
+        load_initial_weights(backbone, cfg.init_weights)
+    return backbone
+
+
+def load_initial_weights(backbone, path):
+    """Copy the weights of the ``.keras`` embedding model at ``path`` into ``backbone``
+    (``--init-weights``); every weight must match in order and shape."""
+    import keras
+
+    try:
+        import training.models  # noqa: F401  (registers the project's layers)
+    except ImportError:
+        pass
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as err:
+        raise TFFaceError(f"--init-weights {path}: cannot load: "
+                          f"{str(err).splitlines()[0]}") from err
+    want = [tuple(w.shape) for w in backbone.weights]
+    have = [tuple(w.shape) for w in source.weights]
+    if want != have:
+        first = next((i for i, (a, b) in enumerate(zip(want, have)) if a != b),
+                     min(len(want), len(have)))
+        raise TFFaceError(f"--init-weights {path}: its {len(have)} weights do not fit the "
+                          f"{len(want)} of --backbone (first difference at weight {first}: "
+                          f"{have[first] if first < len(have) else None} vs "
+                          f"{want[first] if first < len(want) else None}); use the same "
+                          "--backbone, --backbone-options and --embedding-size")
+    for target, value in zip(backbone.weights, source.weights):
+        target.assign(keras.ops.convert_to_numpy(value))
 
 
 def make_pipeline(cfg, source, image_size, sampler=None, targets=None, check=True):

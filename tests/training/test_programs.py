@@ -131,6 +131,39 @@ def test_distill_loss_falls_and_saves_mean(tmp_path):
     assert np.load(out / "projection.npy").shape == (8, 16)
 
 
+def test_init_weights_starts_from_an_earlier_model(toy, tmp_path, capsys):
+    base = ["--data", toy, "--batch-size", "12", "--scale", "8", *COMMON]
+    first = tmp_path / "first"
+    assert arcface.main([*base, "--out", str(first), "--steps", "3", "--lr", "0.05"]) == 0
+    source = keras.saving.load_model(first / "embedding.keras")
+    # A 1-step run at a vanishing LR from --init-weights keeps the earlier model's weights;
+    # the same run from a fresh initialisation does not.
+    runs = {}
+    for name, extra in (("init", ["--init-weights", str(first / "embedding.keras")]),
+                        ("fresh", [])):
+        out = tmp_path / name
+        assert arcface.main([*base, "--out", str(out), "--steps", "1", "--lr", "1e-12",
+                             "--seed", "7", *extra]) == 0
+        runs[name] = keras.saving.load_model(out / "embedding.keras")
+
+    def kernels(model):
+        return [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+
+    for a, b in zip(kernels(runs["init"]), kernels(source)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(kernels(runs["fresh"]), kernels(source))) \
+        > 1e-2
+    # A model of another shape is refused with one line naming the option.
+    capsys.readouterr()
+    code = arcface.main([*base, "--out", str(tmp_path / "bad"), "--steps", "1",
+                         "--embedding-size", "16",
+                         "--init-weights", str(first / "embedding.keras")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--init-weights" in err[0] and "do not fit" in err[0]
+    assert arcface.main([*base, "--out", str(tmp_path / "bad2"), "--steps", "1",
+                         "--init-weights", str(tmp_path / "none.keras")]) == 2
+
+
 def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit) as exc:
         arcface.main(["--help"])
