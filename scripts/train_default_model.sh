@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 WORK=${WORK:-/work}
 PY=${PY:-.venv/bin/python}
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-6}      # stage 1: from scratch
+EPOCHS2=${EPOCHS2:-26}   # stage 2: a second cosine cycle from stage 1's model
 RUN=$WORK/runs/mfn_relu_distill$EPOCHS
+RUN2=$WORK/runs/mfn_relu_ft$EPOCHS2
 
 # 1. Align CelebA and UTKFace with the TensorFlow-free TFLite MTCNN (faces are centred).
 for set in celeba utkface; do
@@ -24,11 +26,19 @@ $PY -m training.distill --data "$WORK/distill_data" \
   --embedding-size 128 --batch-size 64 --epochs "$EPOCHS" --optimizer adamw --lr 0.002 \
   --weight-decay 0.0001 --lr-schedule cosine --warmup-epochs 0.5 --checkpoint-every 50 \
   --cache --no-progress --seed 1234
+# 3b. A second, longer cosine cycle at half the peak LR, starting from stage 1's model
+#     (the loss was still falling when stage 1's schedule ended).
+$PY -m training.distill --data "$WORK/distill_data" \
+  --teacher "$WORK/distill_data/teacher_celeba.npz" "$WORK/distill_data/teacher_utkface.npz" \
+  --out "$RUN2" --backbone mobilefacenet --backbone-options activation=relu \
+  --embedding-size 128 --batch-size 64 --epochs "$EPOCHS2" --optimizer adamw --lr 0.001 \
+  --weight-decay 0.0001 --lr-schedule cosine --warmup-epochs 0.3 --checkpoint-every 50 \
+  --cache --no-progress --seed 4321 --init-weights "$RUN/embedding.keras"
 # 4. Export float32/float16/dynamic/int8, calibrate the threshold on held-out CelebA pairs,
 #    and measure the accuracy delta of each variant on LFW.
 mkdir -p saved_models/mobilefacenet
-cp "$RUN/embedding.keras" saved_models/mobilefacenet/mobilefacenet.keras
-cp "$RUN/embedding.json" saved_models/mobilefacenet/mobilefacenet.json
+cp "$RUN2/embedding.keras" saved_models/mobilefacenet/mobilefacenet.keras
+cp "$RUN2/embedding.json" saved_models/mobilefacenet/mobilefacenet.json
 $PY -m tfface.export.cli saved_models/mobilefacenet/mobilefacenet.keras \
   --out saved_models/mobilefacenet --variants float16,int8 \
   --representative "$WORK/distill_data/celeba" --num-representative 500 \

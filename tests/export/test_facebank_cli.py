@@ -1,6 +1,7 @@
 """tfface-enroll, tfface-identify and tfface-video end to end on the sample photos."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,7 +27,7 @@ def test_enroll_list_rename_remove(model, tmp_path, capsys):
     assert enroll(["--db", db, "--model", model, "ann", S["person_a_1"], S["person_a_2"]]) == 0
     folder = tmp_path / "people"
     (folder / "bob").mkdir(parents=True)
-    (folder / "bob" / "1.jpg").write_bytes(open(S["person_b_1"], "rb").read())
+    (folder / "bob" / "1.jpg").write_bytes(Path(S["person_b_1"]).read_bytes())
     (folder / "bob" / "broken.jpg").write_bytes(b"nope")
     assert enroll(["--db", db, "--model", model, "--folder", str(folder)]) == 0
     captured = capsys.readouterr()

@@ -5,10 +5,9 @@ import json
 
 import pytest
 
+from tests.conftest import ROOT
 from tfface.cli.enroll import main as enroll
 from tfface.cli.identify import main as identify
-
-from tests.conftest import ROOT
 
 MODEL = ROOT / "saved_models" / "dlib_resnet" / "dlib_resnet_int8.tflite"
 

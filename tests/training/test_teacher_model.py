@@ -5,13 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tfface.core.align import warp_face
 from tfface.core.image import load_image, save_image_atomic
 from tfface.core.preprocess import normalize_face
 from tfface.core.template import face_template, transform_points
 from tfface.model_card import card_template, read_card
-
-from tests.conftest import ROOT
 
 TEACHER = ROOT / "saved_models" / "dlib_resnet" / "dlib_resnet_int8.tflite"
 pytestmark = pytest.mark.skipif(not TEACHER.is_file(), reason="shipped dlib model missing")

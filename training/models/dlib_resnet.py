@@ -17,6 +17,7 @@ at 8x8 -> 3x3 (conv) vs 4x4 (2x2 average pool) the block is the smaller one.
 import keras
 from keras import layers
 
+from training.models.base import EmbeddingBackbone
 from training.models.layers import check_input_shape
 
 # Residual stages, input first: (filters, number of blocks, first block down-samples).
@@ -68,7 +69,7 @@ def _residual_block(x, filters, down, name):
 
 
 @keras.saving.register_keras_serializable(package="tfface")
-class DlibResNet(keras.Model):
+class DlibResNet(EmbeddingBackbone):
     """dlib's ResNet face descriptor: conv7x7/2 32 -> maxpool3/2 -> 14 residual blocks
     (3x32, 4x64, 3x128, 4x256; the first of each later stage strided) -> global average pool
     -> 128-d linear projection without bias.
@@ -103,21 +104,7 @@ class DlibResNet(keras.Model):
         outputs = layers.Dense(int(embedding_size), use_bias=False, name="embedding")(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
-        # === Config ===
-        self.embedding_size = int(embedding_size)
-        self.input_shape_hw3 = shape
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "embedding_size": self.embedding_size,
-            "input_shape": list(self.input_shape_hw3),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.remember_config(embedding_size=int(embedding_size), input_shape=shape)
 
 
 def conv_layer_names(model):

@@ -4,6 +4,7 @@ davidsandberg/facenet (`src/models/inception_resnet_v1.py`), layer for layer."""
 import keras
 from keras import layers
 
+from training.models.base import EmbeddingBackbone
 from training.models.layers import check_input_shape
 
 # facenet's slim batch_norm_params: decay 0.995, epsilon 0.001, no scale (gamma).
@@ -77,7 +78,7 @@ def _reduction_b(x, name):
 
 
 @keras.saving.register_keras_serializable(package="tfface")
-class InceptionResNetV1(keras.Model):
+class InceptionResNetV1(EmbeddingBackbone):
     """FaceNet's Inception-ResNet-v1 (Schroff et al. 2015 training, davidsandberg/facenet
     network): stem, 5x block35 (scale 0.17), reduction A, 10x block17 (0.10), reduction B,
     5x block8 (0.20) + one block8 without ReLU, global average pool, dropout, bottleneck
@@ -125,20 +126,5 @@ class InceptionResNetV1(keras.Model):
         outputs = layers.BatchNormalization(name="bottleneck_bn", **BN)(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
-        # === Config ===
-        self.embedding_size = int(embedding_size)
-        self.input_shape_hw3 = shape
-        self.dropout = float(dropout)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "embedding_size": self.embedding_size,
-            "input_shape": list(self.input_shape_hw3),
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.remember_config(embedding_size=int(embedding_size), input_shape=shape,
+                             dropout=float(dropout))

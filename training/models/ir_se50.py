@@ -5,6 +5,7 @@
 import keras
 from keras import layers
 
+from training.models.base import EmbeddingBackbone
 from training.models.layers import check_input_shape, squeeze_excite
 
 # (output channels, units) per stage of the 50-layer network; the first unit strides 2.
@@ -45,7 +46,7 @@ def _unit(x, filters, strides, name):
 
 
 @keras.saving.register_keras_serializable(package="tfface")
-class IRSE50(keras.Model):
+class IRSE50(EmbeddingBackbone):
     """IR-SE50 backbone: aligned face -> un-normalised embedding.
 
     Input layer conv3x3 64 + BN + PReLU; 24 IR-SE units in stages of (64, 3), (128, 4),
@@ -89,20 +90,5 @@ class IRSE50(keras.Model):
         outputs = _bn(x, "output_bn2")
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
-        # === Config ===
-        self.embedding_size = int(embedding_size)
-        self.input_shape_hw3 = shape
-        self.dropout = float(dropout)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "embedding_size": self.embedding_size,
-            "input_shape": list(self.input_shape_hw3),
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.remember_config(embedding_size=int(embedding_size), input_shape=shape,
+                             dropout=float(dropout))

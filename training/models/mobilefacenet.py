@@ -4,6 +4,7 @@ Real-Time Face Verification on Mobile Devices", arXiv:1804.07573), Table 1."""
 import keras
 from keras import layers
 
+from training.models.base import EmbeddingBackbone
 from training.models.layers import check_activation, check_input_shape, conv_bn
 
 # Table 1 of the paper: expansion factor t, output channels c, repeats n, first stride s.
@@ -24,7 +25,7 @@ def _bottleneck(x, expansion, filters, strides, activation, name):
 
 
 @keras.saving.register_keras_serializable(package="tfface")
-class MobileFaceNet(keras.Model):
+class MobileFaceNet(EmbeddingBackbone):
     """MobileFaceNet backbone: aligned face -> un-normalised embedding.
 
     conv3x3/2 64, depthwise 3x3 64, five bottleneck stages (t, c, n, s) = (2,64,5,2),
@@ -69,20 +70,5 @@ class MobileFaceNet(keras.Model):
         outputs = layers.Flatten(name="flatten")(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
-        # === Config ===
-        self.embedding_size = int(embedding_size)
-        self.input_shape_hw3 = shape
-        self.activation = activation
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "embedding_size": self.embedding_size,
-            "input_shape": list(self.input_shape_hw3),
-            "activation": self.activation,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.remember_config(embedding_size=int(embedding_size), input_shape=shape,
+                             activation=activation)

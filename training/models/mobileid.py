@@ -11,6 +11,7 @@ depthwise conv and a linear projection, about 4.3M multiply-adds (8.6 MFLOPs) at
 import keras
 from keras import layers
 
+from training.models.base import EmbeddingBackbone
 from training.models.layers import check_activation, check_input_shape, conv_bn
 
 # (output channels, stride) of the depthwise-separable blocks after the stem.
@@ -18,7 +19,7 @@ BLOCKS = ((32, 2), (64, 2), (64, 1), (128, 2), (128, 1))
 
 
 @keras.saving.register_keras_serializable(package="tfface")
-class MobileID(keras.Model):
+class MobileID(EmbeddingBackbone):
     """Tiny student: conv3x3/2 16 -> 5 depthwise-separable blocks (32/2, 64/2, 64, 128/2, 128)
     -> linear global depthwise conv -> linear 1x1 conv to the embedding -> BN.
 
@@ -52,20 +53,5 @@ class MobileID(keras.Model):
         outputs = layers.Flatten(name="flatten")(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
-        # === Config ===
-        self.embedding_size = int(embedding_size)
-        self.input_shape_hw3 = shape
-        self.activation = activation
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "embedding_size": self.embedding_size,
-            "input_shape": list(self.input_shape_hw3),
-            "activation": self.activation,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.remember_config(embedding_size=int(embedding_size), input_shape=shape,
+                             activation=activation)
