@@ -67,9 +67,35 @@ def save_embedding_model(backbone, out_dir, *, program, cfg, data_info, result=N
         card.update({"steps": result.step, "epochs": result.epochs,
                      "final_metrics": result.metrics(),
                      "train_seconds": result.seconds})
+    init = getattr(cfg, "init_weights", "")
+    if init:
+        card["initialized_from"] = initialization_record(init)
+        card["total_train_seconds"] = round(
+            card.get("train_seconds", 0.0)
+            + card["initialized_from"].get("total_train_seconds", 0.0), 2)
     card.update(extra or {})
     write_json_atomic(out / CARD_FILE, card)
     return path, out / CARD_FILE
+
+
+LINEAGE_KEYS = ("program", "command_line", "data", "steps", "epochs", "train_seconds",
+                "final_metrics", "saved_at", "initialized_from")
+
+
+def initialization_record(model_path):
+    """What a run that started from ``model_path`` (``--init-weights``) started from: that
+    model's training (command line, data, steps, wall time, and its own start, recursively)
+    from its card, so the final card tells the whole recipe and its total training time."""
+    from tfface.model_card import read_card
+
+    card = read_card(model_path)
+    record = {"file": str(Path(model_path).resolve())}
+    record.update({k: card[k] for k in LINEAGE_KEYS if k in card})
+    earlier = card.get("initialized_from", {}).get("total_train_seconds", 0.0)
+    record["total_train_seconds"] = round(card.get("train_seconds", 0.0) + earlier, 2)
+    if not card:
+        record["note"] = "no model card next to the file: its training is unknown"
+    return record
 
 
 def as_float32(model):

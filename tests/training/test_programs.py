@@ -153,6 +153,17 @@ def test_init_weights_starts_from_an_earlier_model(toy, tmp_path, capsys):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert max(np.abs(a - b).max() for a, b in zip(kernels(runs["fresh"]), kernels(source))) \
         > 1e-2
+    # The card tells where the run started: the earlier run's command, steps and wall time,
+    # and the total training time of both.
+    first_card = json.loads((first / "embedding.json").read_text())
+    card = json.loads((tmp_path / "init" / "embedding.json").read_text())
+    start = card["initialized_from"]
+    assert start["file"] == str((first / "embedding.keras").resolve())
+    assert start["steps"] == 3 and start["command_line"] == first_card["command_line"]
+    assert card["total_train_seconds"] == pytest.approx(
+        card["train_seconds"] + first_card["train_seconds"], abs=0.02)
+    assert "initialized_from" not in json.loads((tmp_path / "fresh" / "embedding.json")
+                                                .read_text())
     # A model of another shape is refused with one line naming the option.
     capsys.readouterr()
     code = arcface.main([*base, "--out", str(tmp_path / "bad"), "--steps", "1",

@@ -176,7 +176,8 @@ def make_card(model_path, source_card, variant, tfl_path, embedder, size, thresh
     if source_card.get("alignment", {}).get("template") is not None:
         card["alignment"] = source_card["alignment"]
     training = {k: source_card[k] for k in ("program", "command_line", "data", "steps", "epochs",
-                                           "train_seconds", "final_metrics", "config")
+                                           "train_seconds", "final_metrics", "config",
+                                           "initialized_from", "total_train_seconds")
                 if k in source_card}
     if training:
         card["training"] = training
