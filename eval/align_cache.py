@@ -34,6 +34,26 @@ CACHE_POLICIES = ("central", "largest")
 STATUSES = ("detected", "no_face", "unreadable")
 
 
+DETECTOR_CHOICES = ("mtcnn", "tflite")
+
+
+def crop_cache(cache_dir, size, policy, detector="mtcnn", template=None):
+    """The cache for ``--detector``: "mtcnn" (the mtcnn package, the default) or "tflite" (the
+    TensorFlow-free TFLite cascade, same landmarks to 0.001 px and about 5x faster). Each
+    detector has its own cache entries."""
+    if detector not in DETECTOR_CHOICES:
+        raise ValueError(f"unknown detector {detector!r}; choose from {DETECTOR_CHOICES}")
+    if detector == "mtcnn":
+        return AlignedCropCache(cache_dir, size, policy, template=template)
+    from functools import partial
+
+    from tfface.detectors import get_detector
+
+    return AlignedCropCache(cache_dir, size, policy, template=template,
+                            detector_factory=partial(get_detector, "tflite"),
+                            detector_name="tflite-mtcnn")
+
+
 def default_cache_dir():
     """``$XDG_CACHE_HOME/tfface/aligned`` (``~/.cache/tfface/aligned``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -80,7 +80,11 @@ class CommonConfig:
     verify_every: int = opt(1, "run the verification callback every N epochs")
     log_every: int = opt(20, "write step scalars (loss, accuracy, LR) every N steps")
     seed: int = opt(1234, "random seed (weights, shuffling, augmentation)")
-    augment: bool = opt(True, "random horizontal flip and light crop/colour jitter")
+    augment: bool = opt(True, "augment training images (see --augmentation); --no-augment: off")
+    augmentation: str = opt("light", "light: flip, small crop, colour jitter; strong: also "
+                            "rotation/scale/shift, grey-scale and blur (for --teacher-model "
+                            "distillation, where targets follow the pixels)",
+                            choices=("light", "strong"))
     cache: bool = opt(False, "keep decoded images in memory after the first epoch")
     backend: str = opt("auto", "Keras backend: tensorflow or jax; auto = KERAS_BACKEND or "
                        "Keras' default. Printed at start and saved in config.json",
@@ -149,6 +153,10 @@ class DistillConfig(CommonConfig):
                           "only when the sizes differ", choices=("auto", "on", "off"))
     center: bool = opt(True, "subtract the teacher's training-set mean embedding (saved as "
                        "teacher_mean.json); without it a student can settle on the centroid")
+    mixup: float = opt(0.0, "--teacher-model only: blend a training face with another of its "
+                       "batch, weight ~ Beta(a, a) with this a (0 = off), and distil the "
+                       "teacher's embedding of the blend (function matching)")
+    mixup_prob: float = opt(0.5, "fraction of each batch that --mixup blends")
     arcface_weight: float = opt(0.0, "weight of an extra ArcFace term on labelled images "
                                 "(identity = parent folder, e.g. celeba/<id>); 0 = off")
     scale: float = opt(64.0, "ArcFace term: logit scale")
@@ -225,6 +233,12 @@ def validate(cfg):
         raise DataError(f"--lr-milestones must be increasing fractions in (0, 1); received {ms}")
     if bool(cfg.pairs) != bool(cfg.pairs_images):
         raise DataError("--pairs and --pairs-images go together (a pairs file and its images)")
+    if getattr(cfg, "mixup", 0.0):
+        if cfg.mixup < 0 or not 0 < cfg.mixup_prob <= 1:
+            raise DataError(f"--mixup must be >= 0 and --mixup-prob in (0, 1]; received "
+                            f"{cfg.mixup}, {cfg.mixup_prob}")
+        if not cfg.teacher_model:
+            raise DataError("--mixup needs --teacher-model: a blend has no precomputed target")
     if cfg.init_weights and not str(cfg.init_weights).endswith(".keras"):
         raise DataError(f"--init-weights expects a .keras model; received {cfg.init_weights!r}")
     for name in ("data", "pairs", "pairs_images", "init_weights"):

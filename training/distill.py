@@ -13,7 +13,10 @@ identity (``celeba/<id>/x.jpg``; flat folders such as ``utkface/`` are unlabelle
 
 With ``--teacher-model FILE`` (e.g. the imported dlib ResNet) there are no ``.npz`` files: the
 teacher embeds every augmented training crop on the fly (:mod:`training.teacher_model`), so
-any folder of aligned face crops under ``--data`` can be used, with any augmentation.
+any folder of aligned face crops under ``--data`` can be used, with any augmentation:
+``--augmentation strong`` (rotation/scale/shift, colour, grey, blur) and ``--mixup A`` (part of
+each batch blended with Beta(A, A) weights) make it "function matching" (Beyer et al. 2022),
+the student learning the teacher's function on inputs around the data, not just at it.
 """
 
 import glob
@@ -116,6 +119,7 @@ def on_the_fly_setup(cfg, size, with_ce):
     from tfface.errors import DataError
     from training import program
     from training.data.folders import IMAGE_EXTENSIONS, ImageList
+    from training.data.mixup import batch_rng, mix_batch
     from training.data.sources import FolderSource
     from training.teacher_model import OnTheFlyTeacher
 
@@ -124,7 +128,9 @@ def on_the_fly_setup(cfg, size, with_ce):
                    for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
     if not paths:
         raise DataError(f"no images under {cfg.data}")
-    teacher = OnTheFlyTeacher(cfg.teacher_model, student_size=size)
+    # TFLite's default thread count is 1 on some builds; the teacher runs between steps.
+    teacher = OnTheFlyTeacher(cfg.teacher_model, student_size=size,
+                              num_threads=os.cpu_count() or 1)
     labels, classes = identity_labels(paths, root)
     rng = np.random.default_rng(cfg.seed)
     probe = [paths[i] for i in sorted(rng.choice(len(paths), min(512, len(paths)),
@@ -142,17 +148,29 @@ def on_the_fly_setup(cfg, size, with_ce):
             **teacher.describe(), "centered": bool(cfg.center), "mean_from_images": len(probe),
             "labelled_images": int((labels >= 0).sum()), "identities": len(classes)}
 
-    def targets_np(images):
-        return (teacher(images) - mean).astype(np.float32)
+    if cfg.mixup:
+        info["mixup"] = {"alpha": cfg.mixup, "prob": cfg.mixup_prob}
+
+    def targets_np(images, labels):
+        labels = np.asarray(labels, dtype=np.int32)
+        if cfg.mixup:
+            images, labels = mix_batch(images, labels, cfg.mixup, cfg.mixup_prob,
+                                       batch_rng(images))
+        return (np.asarray(images, np.float32), labels,
+                (teacher(images) - mean).astype(np.float32))
 
     def to_xy(images, labels):
         if isinstance(images, np.ndarray):
-            targets = targets_np(images)
+            images, labels, targets = targets_np(images, labels)
         else:  # a tf.data map: run the (numpy/TFLite) teacher through numpy_function
             import tensorflow as tf
 
-            targets = tf.numpy_function(targets_np, [images], tf.float32)
-            targets.set_shape([None, teacher.dim])
+            shape = images.shape
+            images, labels, targets = tf.numpy_function(
+                targets_np, [images, labels], (tf.float32, tf.int32, tf.float32))
+            images.set_shape(shape)
+            labels.set_shape([shape[0]])
+            targets.set_shape([shape[0], teacher.dim])
         y = {"distill": targets, "logits": labels} if with_ce else {"distill": targets}
         return {"image": images, "label": labels}, y
 

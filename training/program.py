@@ -91,12 +91,13 @@ def load_initial_weights(backbone, path):
 
 def make_pipeline(cfg, source, image_size, sampler=None, targets=None, check=True):
     """A :class:`training.data.pipeline.FacePipeline` with the config's batch size, seed,
-    augmentation (flip + light crop/colour jitter) and cache."""
+    augmentation (``--augmentation`` preset, or none) and cache."""
     from training.data.augment import AugmentConfig
     from training.data.pipeline import FacePipeline
 
     return FacePipeline(source, batch_size=cfg.batch_size, image_size=image_size, shuffle=True,
-                        seed=cfg.seed, augment=AugmentConfig() if cfg.augment else None,
+                        seed=cfg.seed, augment=(AugmentConfig.named(cfg.augmentation)
+                                                if cfg.augment else None),
                         sampler=sampler, targets=targets, drop_remainder=True,
                         cache=bool(cfg.cache), check=check)
 

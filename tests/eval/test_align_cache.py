@@ -115,3 +115,25 @@ def test_mtcnn_on_shared_lfw(shared_data, tmp_path, mtcnn_detector):
     assert crops.shape == (6, 112, 112, 3)
     _, _, again = cache.align_all(paths, progress=False)
     assert again.cache_hits == 6
+
+
+def test_tflite_detector_cache_has_its_own_entries_and_matches_mtcnn(tmp_path, mtcnn_detector):
+    """``--detector tflite`` aligns the same photos to (nearly) the same crops as the mtcnn
+    package, and its entries never answer for the mtcnn detector's (or the reverse)."""
+    from eval.align_cache import crop_cache
+    from tests.conftest import ROOT
+
+    paths = sorted(str(p) for p in (ROOT / "samples").glob("*.jpg"))[:2]
+    tfl = crop_cache(tmp_path, 112, "central", "tflite")
+    crops_t, st_t, stats_t = tfl.align_all(paths, progress=False)
+    assert st_t == ["detected"] * 2 and stats_t.cache_hits == 0
+    ref = AlignedCropCache(tmp_path, 112, "central", lambda: mtcnn_detector,
+                           detector_name="mtcnn")
+    crops_m, _, stats_m = ref.align_all(paths, progress=False)
+    assert stats_m.cache_hits == 0  # another detector: not served from the TFLite entries
+    diff = np.abs(crops_t.astype(int) - crops_m.astype(int))
+    assert diff.mean() < 2.0
+    assert crop_cache(tmp_path, 112, "central", "tflite").align_all(
+        paths, progress=False)[2].cache_hits == 2
+    with pytest.raises(ValueError, match="unknown detector"):
+        crop_cache(tmp_path, 112, "central", "dlib")

@@ -64,3 +64,83 @@ def test_off_is_identity_and_seeded():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     with pytest.raises(ValueError):
         AugmentConfig(crop_min_scale=0.0)
+
+
+NONE = dict(flip=False, crop_min_scale=1.0, brightness=0.0, contrast=0.0, saturation=0.0)
+
+
+def dot_image(x, y, side=112):
+    img = np.zeros((side, side, 3), np.uint8)
+    img[y - 1:y + 2, x - 1:x + 2] = 255
+    return img
+
+
+def centroid(img):
+    w = img[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[:w.shape[0], :w.shape[1]]
+    return np.array([(xs * w).sum(), (ys * w).sum()]) / w.sum()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rotation_keeps_the_radius_and_turns_at_most_r(seed):
+    c = np.array([55.5, 55.5])  # the image centre
+    src = np.array([85.0, 55.0])
+    out, _ = augment_face(dot_image(85, 55), image_rng(1, 0, seed), AugmentConfig(
+        **NONE, rotation=15.0))
+    got = centroid(out) - c
+    before = src - c
+    assert abs(np.hypot(*got) - np.hypot(*before)) < 0.6  # a rotation keeps the radius
+    turn = np.degrees(np.arctan2(got[1], got[0]) - np.arctan2(before[1], before[0]))
+    assert abs(turn) <= 15.0 + 0.5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scale_and_shift_stay_in_their_ranges(seed):
+    c = np.array([55.5, 55.5])
+    out, _ = augment_face(dot_image(80, 40), image_rng(2, 0, seed), AugmentConfig(
+        **NONE, scale=0.2))
+    ratio = np.hypot(*(centroid(out) - c)) / np.hypot(*(np.array([80.0, 40.0]) - c))
+    assert 0.8 - 0.02 <= ratio <= 1.2 + 0.02
+    # the direction from the centre is kept: a zoom, no turn
+    got, want = centroid(out) - c, np.array([80.0, 40.0]) - c
+    assert abs(np.cross(got / np.hypot(*got), want / np.hypot(*want))) < 0.02
+    out, _ = augment_face(dot_image(56, 56), image_rng(3, 0, seed), AugmentConfig(
+        **NONE, shift=0.1))
+    move = centroid(out) - np.array([56.0, 56.0])
+    assert np.all(np.abs(move) <= 0.1 * 112 + 0.5)
+
+
+def test_geometry_actually_varies():
+    outs = [centroid(augment_face(dot_image(85, 55), image_rng(4, 0, i),
+                                  AugmentConfig(**NONE, rotation=10.0, shift=0.05))[0])
+            for i in range(8)]
+    assert np.ptp(np.array(outs), axis=0).max() > 3.0
+
+
+def test_grayscale_is_bt601_luma():
+    out, _ = augment_face(FACE, image_rng(0, 0, 0), AugmentConfig(**NONE, grayscale=1.0))
+    want = np.clip(np.rint(FACE.astype(np.float64) @ [0.299, 0.587, 0.114]), 0, 255)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    assert np.abs(out[..., 0] - want).max() <= 1
+
+
+def test_blur_removes_fine_detail():
+    checker = (np.indices((112, 112)).sum(0) % 2 * 255).astype(np.uint8)
+    checker = np.repeat(checker[..., None], 3, axis=2)
+    out, _ = augment_face(checker, image_rng(0, 0, 0), AugmentConfig(**NONE, blur=1.0))
+    assert out.shape == checker.shape and out.dtype == np.uint8
+    assert out.std() < 0.2 * checker.std()  # a 1-pixel checkerboard averages to grey
+    assert abs(out.mean() - checker.mean()) < 3
+
+
+def test_strong_preset_and_bad_values():
+    strong = AugmentConfig.named("strong")
+    assert strong.enabled and strong.rotation > 0 and strong.blur > 0
+    assert AugmentConfig.named("light") == AugmentConfig()
+    out, _ = augment_face(FACE, image_rng(0, 0, 0), strong)
+    assert out.shape == FACE.shape and out.dtype == np.uint8
+    for bad in (dict(rotation=-1), dict(scale=1.0), dict(shift=0.5), dict(grayscale=1.5)):
+        with pytest.raises(ValueError):
+            AugmentConfig(**bad)
+    with pytest.raises(ValueError):
+        AugmentConfig.named("extreme")

@@ -68,3 +68,56 @@ def test_distill_with_teacher_model_runs(tmp_path):
     assert card["data"]["targets"].startswith("on the fly")
     mean = json.loads((out / "teacher_mean.json").read_text())["mean"]
     assert len(mean) == 128
+
+
+def _faces(tmp_path):
+    data = tmp_path / "faces"
+    for i, name in enumerate(sorted((ROOT / "samples").glob("*.jpg"))):
+        crop = load_image(name)[69:181, 69:181]
+        for k in range(4):
+            save_image_atomic(data / f"img{i}_{k}.png", np.roll(crop, k, axis=1))
+    return data
+
+
+def test_mixup_targets_are_the_teachers_embedding_of_the_blend(tmp_path):
+    """With --mixup the model trains on blends, and each target is the teacher's (centred)
+    embedding of exactly the blended pixels the student gets."""
+    from training.config import DistillConfig
+    from training.distill import on_the_fly_setup
+    from training.teacher_model import OnTheFlyTeacher
+
+    data = _faces(tmp_path)
+    cfg = DistillConfig(data=str(data), out=str(tmp_path / "o"), teacher_model=str(TEACHER),
+                        mixup=1.0, mixup_prob=1.0, batch_size=8, augmentation="strong")
+    *_, stats, pipeline, info, to_xy = on_the_fly_setup(cfg, 112, with_ce=False)
+    assert info["mixup"] == {"alpha": 1.0, "prob": 1.0}
+    images, labels = next(pipeline.numpy_batches(epochs=1))
+    x, y = to_xy(images, labels)
+    assert x["image"].shape == images.shape
+    blended = ~np.all(np.isclose(x["image"], images), axis=(1, 2, 3))
+    assert blended.sum() >= 4
+    teacher = OnTheFlyTeacher(TEACHER, student_size=112)
+    want = teacher(x["image"]) - stats.mean
+    np.testing.assert_allclose(y["distill"], want, atol=1e-5)
+
+
+def test_distill_strong_augmentation_and_mixup_run(tmp_path):
+    from training.distill import main
+
+    out = tmp_path / "run"
+    rc = main(["--data", str(_faces(tmp_path)), "--teacher-model", str(TEACHER), "--out",
+               str(out), "--backbone", "mobileid", "--batch-size", "8", "--steps", "2",
+               "--checkpoint-every", "2", "--no-progress", "--augmentation", "strong",
+               "--mixup", "0.4"])
+    assert rc == 0
+    card = json.loads((out / "embedding.json").read_text())
+    assert card["data"]["mixup"] == {"alpha": 0.4, "prob": 0.5}
+    assert card["data"]["augment"]["rotation"] > 0
+
+
+def test_mixup_needs_a_teacher_model(tmp_path, capsys):
+    from training.distill import main
+
+    rc = main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--mixup", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "--mixup needs --teacher-model" in err[-1] and "Traceback" not in err[-1]

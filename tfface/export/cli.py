@@ -65,6 +65,9 @@ def build_parser():
                    help="--calib-pairs images are already aligned crops (no detection)")
     p.add_argument("--policy", choices=("central", "largest"), default="central",
                    help="face chosen in pair photos")
+    p.add_argument("--detector", choices=("mtcnn", "tflite"), default="mtcnn",
+                   help="face detector for --pairs/--calib-pairs photos: the mtcnn package or "
+                   "its TFLite port (same landmarks, faster)")
     p.add_argument("--cache", default=None,
                    help="aligned-crop cache folder (default: tfface-eval's, ~/.cache/tfface)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -98,9 +101,10 @@ def pair_scores(emb, ps):
     return np.sum(emb[ps.left] * emb[ps.right], axis=1)
 
 
-def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None, template=None):
+def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None, template=None,
+                    detector="mtcnn"):
     """(PairSet, crops) with the eval module's aligner and crop cache."""
-    from eval.align_cache import AlignedCropCache, default_cache_dir
+    from eval.align_cache import crop_cache, default_cache_dir
     from eval.pairs import load_pairs
 
     ps = load_pairs(pairs, images)
@@ -114,7 +118,8 @@ def load_pair_crops(pairs, images, size, policy, aligned=False, cache_dir=None, 
 
         crops, _ = _decode_bin_images(ps, size, True)
         return ps, crops, {}
-    cache = AlignedCropCache(cache_dir or default_cache_dir(), size, policy, template=template)
+    cache = crop_cache(cache_dir or default_cache_dir(), size, policy, detector,
+                       template=template)
     crops, _statuses, stats = cache.align_all(ps.keys)
     info = stats.to_dict()
     info.pop("failures", None)
@@ -208,16 +213,17 @@ def run(args):
     report = {"model": str(args.model), "input_size": list(size), "variants": {}}
     if args.pairs:
         ps, pcrops, info = load_pair_crops(args.pairs, args.images, size, args.policy,
-                                           cache_dir=args.cache,
+                                           cache_dir=args.cache, detector=args.detector,
                                            template=card_template(source_card))
         eval_set = (ps, pcrops)
         k_emb = keras_embeddings(norm, pcrops)
         report["pairs"] = {"file": args.pairs, "name": ps.name, "n_pairs": ps.n_pairs,
-                           "alignment": info}
+                           "alignment": {"detector": args.detector, **info}}
         report["keras"] = verification(k_emb, ps)
     if args.calib_pairs:
         cps, ccrops, _ = load_pair_crops(args.calib_pairs, args.calib_images, size, args.policy,
                                          aligned=args.calib_aligned, cache_dir=args.cache,
+                                         detector=args.detector,
                                          template=card_template(source_card))
         calib_set = (cps, ccrops)
         report["keras_calibration"] = calibrate(keras_embeddings(norm, ccrops), cps)
