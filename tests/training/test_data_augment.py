@@ -66,7 +66,8 @@ def test_off_is_identity_and_seeded():
         AugmentConfig(crop_min_scale=0.0)
 
 
-NONE = dict(flip=False, crop_min_scale=1.0, brightness=0.0, contrast=0.0, saturation=0.0)
+NONE = {"flip": False, "crop_min_scale": 1.0, "brightness": 0.0, "contrast": 0.0,
+        "saturation": 0.0}
 
 
 def dot_image(x, y, side=112):
@@ -139,7 +140,7 @@ def test_strong_preset_and_bad_values():
     assert AugmentConfig.named("light") == AugmentConfig()
     out, _ = augment_face(FACE, image_rng(0, 0, 0), strong)
     assert out.shape == FACE.shape and out.dtype == np.uint8
-    for bad in (dict(rotation=-1), dict(scale=1.0), dict(shift=0.5), dict(grayscale=1.5)):
+    for bad in ({"rotation": -1}, {"scale": 1.0}, {"shift": 0.5}, {"grayscale": 1.5}):
         with pytest.raises(ValueError):
             AugmentConfig(**bad)
     with pytest.raises(ValueError):
